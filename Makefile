@@ -29,6 +29,7 @@ lint: setup
 
 bench: setup  ## benchmarks/*.py; record results in docs/BENCHMARKS.md
 	$(BIN)/python benchmarks/toyfaces.py
+	$(BIN)/python benchmarks/train_generator.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

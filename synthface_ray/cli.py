@@ -17,11 +17,12 @@ COMMANDS = {
     "import": "synthface_ray.commands.importing",
     "export": "synthface_ray.commands.exporting",
     "inspect": "synthface_ray.commands.inspect",
+    "train-generator": "synthface_ray.commands.train_generator",
 }
 
 #: errors a user can fix from the message alone: printed without a traceback, exit code 2
 USER_ERRORS: tuple[type[BaseException], ...] = (config.ConfigError, FileNotFoundError, FileExistsError,
-                                                 ValueError, PermissionError)
+                                                 ValueError, OSError)
 
 
 def _module(name: str) -> ModuleType:

@@ -247,6 +247,36 @@ def atomic_write_text(loc: Location, text: str) -> None:
     atomic_write_bytes(loc, text.encode("utf-8"))
 
 
+def publish_dir(local_dir: str, loc: Location, marker: str) -> None:
+    """Publish the local folder ``local_dir`` as ``loc``, replacing what was there.
+
+    Locally the folder is copied to a hidden sibling and renamed into place (the old folder is
+    removed only after the copy is complete). On S3 the files are uploaded one by one and the
+    file named ``marker`` (relative path) last: a reader that checks for the marker never sees
+    a half-written folder.
+    """
+    files = sorted(
+        os.path.relpath(os.path.join(root, name), local_dir)
+        for root, _, names in os.walk(local_dir) for name in names
+    )
+    if marker not in files:
+        raise FileNotFoundError(f"{marker} is missing from {local_dir}: refusing to publish it")
+    if loc.is_s3:
+        for rel in [f for f in files if f != marker] + [marker]:
+            with open(os.path.join(local_dir, rel), "rb") as fh:
+                _put(loc.join(*rel.split(os.sep)), fh.read())
+        return
+    import shutil
+
+    os.makedirs(os.path.dirname(loc.path) or ".", exist_ok=True)
+    tmp, old = _tmp_name(loc.path), _tmp_name(loc.path)
+    shutil.copytree(local_dir, tmp)
+    if os.path.exists(loc.path):
+        os.replace(loc.path, old)
+    os.replace(tmp, loc.path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def delete_file(loc: Location) -> None:
     with contextlib.suppress(FileNotFoundError):
         loc.fs.delete_file(loc.path)

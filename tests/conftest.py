@@ -49,3 +49,24 @@ def ray_local():
              runtime_env={"env_vars": {k: os.environ.get(k, v) for k, v in S3_ENV.items()}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def process_group():
+    """World size 1 over gloo, as a Ray Train worker would have it (Ray sets these variables)."""
+    import socket
+
+    import torch.distributed as dist
+
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
+        os.environ.setdefault(key, value)
+
+    if not dist.is_initialized():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    from synthface_ray.train import deepspeed as ds
+
+    ds.init_distributed(ds.DeepSpeedConfig(), "gloo")
+    yield

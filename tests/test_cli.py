@@ -118,3 +118,19 @@ def test_dry_run_never_prints_credentials(capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "hunter2hunter2" not in out and "AKIASECRETKEY" not in out and "<redacted>" in out
+
+
+def test_every_job_yaml_loads_with_its_command():
+    """jobs/*.yaml name their command on line 1 (`# synthface COMMAND --config ...`) and parse."""
+    import pathlib
+    import re
+
+    from synthface_ray import config
+
+    jobs = sorted((pathlib.Path(__file__).parent.parent / "jobs").glob("*.yaml"))
+    assert len(jobs) >= 5
+    for job in jobs:
+        match = re.match(r"# synthface (\S+) --config", job.read_text().splitlines()[0])
+        assert match and match.group(1) in cli.COMMANDS, job.name
+        mod = cli._module(match.group(1))
+        assert isinstance(config.load(mod.Config, str(job)), mod.Config), job.name

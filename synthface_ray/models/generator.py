@@ -356,14 +356,25 @@ class IdentityGenerator(nn.Module):
         self,
         x: torch.Tensor,
         t_or_cnoise: torch.Tensor | float | int,
-        context: torch.Tensor,
+        context: torch.Tensor | None = None,
         source: torch.Tensor | None = None,
         omega: torch.Tensor | None = None,
+        *,
+        cond: torch.Tensor | None = None,
+        drop_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Raw UNet output for noisy ``x`` (B, C, H, W) at timestep / EDM c_noise ``t_or_cnoise``
         (scalar or (B,)), cross-attending to ``context`` (B, tokens, dim). ``source`` (CASD, None =
         real) and ``omega`` (ScoreAug, None = no augmentation) enter through the time embedding.
+
+        Instead of ``context`` the raw condition ``cond`` (and the empty-context ``drop_mask``) may
+        be given; the context is then computed inside this call, which is what DeepSpeed ZeRO-3
+        needs (parameters are gathered by hooks around ``forward`` only).
         """
+        if context is None:
+            if cond is None:
+                raise ValueError("give either context (B, tokens, dim) or cond (ids or embeddings)")
+            context = self.context(cond, drop_mask)
         batch = x.shape[0]
         t = torch.as_tensor(t_or_cnoise, device=x.device)
         if t.dim() == 0:

@@ -18,11 +18,13 @@ explicit ``torch.Generator`` when one is given (same seed, same loss).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from diffusers import DDPMScheduler
 
+from synthface_ray.config import check_choice, check_range
 from synthface_ray.models import scoreaug
 from synthface_ray.models.scoreaug import ScoreAugConfig
 
@@ -36,8 +38,9 @@ def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _call_net(net: Net, x: torch.Tensor, noise_input: torch.Tensor, cond: Mapping[str, Any],
               omega: torch.Tensor | None) -> torch.Tensor:
-    """Call the raw network with its conditioning (``context``, ``source``) and omega."""
-    return net(x, noise_input, cond.get("context"), source=cond.get("source"), omega=omega)
+    """Call the raw network with its conditioning keywords (``context`` or ``cond`` +
+    ``drop_mask``, ``source``) and omega."""
+    return net(x, noise_input, omega=omega, **cond)
 
 
 class Objective:
@@ -69,6 +72,14 @@ class Objective:
     def loss_weight(self, level: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def sigma_range(self) -> tuple[float, float]:
+        """``(sigma_min, sigma_max)`` of the VE noise levels to sample over."""
+        raise NotImplementedError
+
+    def ve_denoiser(self, net: Net, **cond: Any) -> Callable[..., torch.Tensor]:
+        """The model as a VE denoiser ``D(x, sigma[, context]) -> x0_hat`` for the solvers."""
+        raise NotImplementedError
+
     def training_loss(
         self,
         net: Net,
@@ -76,8 +87,9 @@ class Objective:
         cond_kwargs: Mapping[str, Any] | None = None,
         generator: torch.Generator | None = None,
         augment: ScoreAugConfig | None = None,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """One training loss: ``mean(lambda(level) * |prediction - target|^2)`` and stats.
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One training loss: ``mean(lambda(level) * |prediction - target|^2)`` and stats
+        (0-d detached tensors).
 
         With ScoreAug enabled the noisy input and the clean image are transformed by the same
         omega (paper: ``||D(T(x_t)) - T(x_0)||^2``) and the target is derived from that pair;
@@ -96,11 +108,12 @@ class Objective:
         pred = self.predict(net, x_in, level, cond, omega)
         per_elem = _per_sample(self.loss_weight(level), pred) * (pred.float() - target.float()) ** 2
         loss = per_elem.mean()
+        # detached tensors, not floats: a float() here would synchronise the GPU every step
         stats = {
-            "loss": float(loss.detach()),
-            "noise_level_mean": float(level.float().mean()),
-            "augmented_fraction": 0.0 if omega is None
-            else float(omega[:, list(scoreaug.ON_COLUMNS)].amax(dim=1).mean()),
+            "loss": loss.detach(),
+            "noise_level_mean": level.detach().float().mean(),
+            "augmented_fraction": torch.zeros((), device=device) if omega is None
+            else omega[:, list(scoreaug.ON_COLUMNS)].amax(dim=1).mean(),
         }
         return loss, stats
 
@@ -182,6 +195,27 @@ class DDPMEps(Objective):
         return (lo + frac.clamp(0, 1)).reshape(torch.as_tensor(sigma).shape)
 
 
+    def sigma_range(self) -> tuple[float, float]:
+        """``(sigma_of_t(0), sigma_of_t(T - 1))``: the noise levels the model was trained on."""
+        ends = self.sigma_of_t(torch.tensor([0, self.num_train_timesteps - 1]))
+        return float(ends[0]), float(ends[1])
+
+    def ve_denoiser(self, net: Net, **cond: Any) -> Callable[..., torch.Tensor]:
+        """``D(x; sigma) = x - sigma eps_hat(x / sqrt(1 + sigma^2), t(sigma))`` in VE space.
+
+        ``x_t = sqrt(abar) (x + sigma eps)`` with ``abar = 1 / (1 + sigma^2)`` (k-diffusion's
+        ``DiscreteEpsDDPMDenoiser``); ``t(sigma)`` is the fractional timestep of :meth:`t_of_sigma`.
+        A ``context`` keyword given at call time overrides the bound one (for batched guidance).
+        """
+        def denoise(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None):
+            kw = dict(cond) if context is None else {**cond, "context": context}
+            s = _per_sample(sigma, x)
+            t = self.t_of_sigma(sigma.detach().cpu()).to(device=x.device, dtype=torch.float32)
+            eps = _call_net(net, x / (1 + s**2).sqrt(), t, kw, kw.pop("omega", None))
+            return x - s * eps.to(x.dtype)
+
+        return denoise
+
 # EDM preconditioning (Karras et al. 2022, Table 1 "Ours" column and eq. 7) --------------------
 def c_skip(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
     """``c_skip = sigma_data^2 / (sigma^2 + sigma_data^2)`` (EDM Table 1, eq. 7)."""
@@ -252,8 +286,60 @@ class EDM(Objective):
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
         return self._denoise(net, x, sigma, cond, omega)
 
+    def sigma_range(self) -> tuple[float, float]:
+        """EDM's sampling range ``(sigma_min, sigma_max) = (0.002, 80)`` (EDM sec. 5)."""
+        return 0.002, 80.0
+
+    def ve_denoiser(self, net: Net, **cond: Any) -> Callable[..., torch.Tensor]:
+        """``D(x; sigma)`` (EDM eq. 7) as a function of ``(x, sigma[, context])``."""
+        def denoise(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None):
+            kw = dict(cond) if context is None else {**cond, "context": context}
+            return self._denoise(net, x, sigma.to(x.device), kw, kw.pop("omega", None))
+
+        return denoise
+
 
 OBJECTIVES: dict[str, type[Objective]] = {"ddpm_eps": DDPMEps, "edm": EDM}
+
+
+#: the settings each objective takes (keys of :class:`ObjectiveConfig`)
+OBJECTIVE_PARAMS: dict[str, tuple[str, ...]] = {
+    "ddpm_eps": ("num_train_timesteps", "beta_start", "beta_end"),
+    "edm": ("sigma_data", "P_mean", "P_std"),
+}
+
+
+@dataclass
+class ObjectiveConfig:
+    """The ``objective`` section: which parameterisation and its schedule.
+
+    ``ddpm_eps`` uses ``num_train_timesteps``/``beta_start``/``beta_end`` (linear betas, as
+    IDiff-Face and UIFace); ``edm`` uses ``sigma_data``/``P_mean``/``P_std`` (EDM Table 1, as CASD
+    and ScoreMix). The other keys are ignored for that objective.
+    """
+
+    name: str = "ddpm_eps"
+    num_train_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    sigma_data: float = 0.5
+    P_mean: float = -1.2
+    P_std: float = 1.2
+
+    def __post_init__(self) -> None:
+        check_choice("objective.name", self.name, OBJECTIVES)
+        check_range("objective.num_train_timesteps", self.num_train_timesteps, 2)
+        check_range("objective.beta_start", self.beta_start, 0.0, 1.0)
+        check_range("objective.beta_end", self.beta_end, self.beta_start, 1.0)
+        check_range("objective.sigma_data", self.sigma_data, 1e-6)
+        check_range("objective.P_std", self.P_std, 1e-6)
+
+    def settings(self) -> dict[str, Any]:
+        """The objective's own settings (what :func:`make_objective` takes), e.g. for export."""
+        return {k: getattr(self, k) for k in OBJECTIVE_PARAMS[self.name]}
+
+    def build(self) -> Objective:
+        return make_objective(self.name, **self.settings())
 
 
 def make_objective(name: str, **cfg: Any) -> Objective:
@@ -268,6 +354,6 @@ def make_objective(name: str, **cfg: Any) -> Objective:
 
 
 __all__ = [
-    "DDPMEps", "EDM", "OBJECTIVES", "Objective", "c_in", "c_noise", "c_out", "c_skip",
+    "DDPMEps", "EDM", "OBJECTIVES", "OBJECTIVE_PARAMS", "Objective", "ObjectiveConfig", "c_in", "c_noise", "c_out", "c_skip",
     "loss_weight_lambda", "make_objective",
 ]

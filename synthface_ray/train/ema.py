@@ -27,7 +27,8 @@ class EMA:
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"EMA decay={decay!r} is out of range: allowed values are in [0, 1]")
         self.decay, self.warmup, self.step = decay, warmup, 0
-        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters()}
+        # fp32 shadow: a 0.999 lerp in bf16 would round most updates away
+        self.shadow = {n: _master(p) for n, p in model.named_parameters()}
         self.buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
 
     def effective_decay(self, decay: float | None = None) -> float:
@@ -43,7 +44,9 @@ class EMA:
         self._check_names(params, self.shadow, "parameters")
         names = list(self.shadow)
         torch._foreach_lerp_(
-            [self.shadow[n] for n in names], [params[n].detach() for n in names], 1.0 - d
+            [self.shadow[n] for n in names],
+            [params[n].detach().to(self.shadow[n].dtype) for n in names],
+            1.0 - d,
         )
         for name, buf in model.named_buffers():
             self.buffers[name].copy_(buf)
@@ -56,7 +59,7 @@ class EMA:
         params = dict(model.named_parameters())
         self._check_names(params, self.shadow, "parameters")
         for name, value in self.shadow.items():
-            params[name].copy_(value)
+            params[name].copy_(value.to(params[name].dtype))
         for name, buf in model.named_buffers():
             buf.copy_(self.buffers[name])
 
@@ -88,3 +91,9 @@ class EMA:
                 f"EMA {what} do not match the model: missing {missing}, unexpected {extra}; "
                 "build the EMA from the same model architecture"
             )
+
+
+def _master(p: torch.Tensor) -> torch.Tensor:
+    """A detached copy of ``p``; half-precision floats are kept in float32."""
+    t = p.detach().clone()
+    return t.float() if t.is_floating_point() and t.element_size() < 4 else t

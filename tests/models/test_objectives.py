@@ -148,8 +148,8 @@ def test_loss_finite_positive_and_backward(name, augment, batch):
         net, x0, cond, torch.Generator().manual_seed(3), augment
     )
     assert loss.ndim == 0 and torch.isfinite(loss) and loss.item() > 0
-    assert stats["loss"] == pytest.approx(loss.item())
-    assert stats["augmented_fraction"] == (0.0 if augment is None else 1.0)
+    assert stats["loss"].item() == pytest.approx(loss.item())
+    assert stats["augmented_fraction"].item() == (0.0 if augment is None else 1.0)
     loss.backward()
     omega_params = set(net.omega_proj.parameters())
     for p in net.parameters():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 
@@ -33,25 +31,6 @@ def test_ds_config_batch_arithmetic_and_precision():
     assert out["train_batch_size"] == 64 and out["zero_optimization"]["stage"] == 3
     assert out["bf16"] == {"enabled": True} and "fp16" not in out
     assert "fp16" not in ds.ds_config(ds.DeepSpeedConfig(), 1, 1, 1, "fp32")
-
-
-@pytest.fixture(scope="module")
-def process_group():
-    """World size 1 over gloo, as a Ray Train worker would have it (Ray sets these variables)."""
-    import os
-
-    import torch.distributed as dist
-
-    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
-        os.environ.setdefault(key, value)
-
-    if not dist.is_initialized():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    ds.init_distributed(ds.DeepSpeedConfig(), "gloo")
-    yield
 
 
 def _engine(stage: int, seed: int = 0):
