@@ -29,6 +29,7 @@ from synthface_ray.train.generator import (
 
 log = logging.getLogger(__name__)
 READ_CPUS = 0.25  # Ray Data read/decode tasks: fractional, so training workers cannot starve them
+FAULT_DELAY_S = 5.0  # see _inject_failure
 
 
 @dataclass
@@ -276,6 +277,14 @@ def _setup(loop_config: dict[str, Any]) -> tuple[GeneratorSession, Any]:
     return session, monitor
 
 
+def _inject_failure(step: int) -> None:
+    """Fault injection for tests. Ray Train's controller collects reported checkpoints when it
+    polls the workers (every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, 2 s by default); a crash
+    sooner than that after a checkpoint may lose it. Wait out two polls, then fail."""
+    time.sleep(FAULT_DELAY_S)
+    raise RuntimeError(f"injected failure at step {step} (fail_at_step, for tests)")
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: train to ``optim.max_steps``, report, checkpoint, export (rank 0)."""
     import ray.train
@@ -295,7 +304,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if monitor is not None and cfg.preview.every and step % cfg.preview.every == 0:
             _preview(session, monitor, labels)
         if fail_at is not None and step == fail_at and start == 0:  # only in a fresh run
-            raise RuntimeError(f"injected failure at step {step} (fail_at_step, for tests)")
+            _inject_failure(step)
     if monitor is not None:
         if cfg.preview.every and session.step % cfg.preview.every:
             _preview(session, monitor, labels)

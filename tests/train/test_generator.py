@@ -156,3 +156,49 @@ def test_local_paths_become_absolute_for_the_workers(tmp_path, monkeypatch):
     assert cfg.data.path == os.path.join(str(tmp_path), "toy")
     assert cfg.export.path == os.path.join(str(tmp_path), "out", "export")
     assert cfg.run.storage_path == "s3://bucket/runs" and cfg.generator.vae_path is None
+
+
+def test_latent_space_with_a_user_vae(process_group, tmp_path):
+    """generator.vae_path: images are encoded by the (frozen) AutoencoderKL; the export carries
+    the VAE and the preview decodes back to pixels."""
+    from diffusers import AutoencoderKL
+
+    from synthface_ray.train.preview import PreviewConfig, preview_grid
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2,
+                        block_out_channels=(8, 16), norm_num_groups=4, sample_size=16)
+    vae.save_pretrained(tmp_path / "vae")
+    cfg = make_cfg(generator={"vae_path": str(tmp_path / "vae"), "in_channels": 4},
+                   data={"resolution": 16})
+    s = session(cfg)
+    b = {"image": torch.rand(4, 3, 16, 16) * 2 - 1, "label": torch.arange(4),
+         "source": torch.zeros(4, dtype=torch.long)}
+    x0, _ = s._inputs(b)
+    assert x0.shape == (4, 4, 8, 8)  # 16 px -> 8x8x4 latents
+    before = {k: v.clone() for k, v in s.vae.state_dict().items()}
+    assert torch.isfinite(s.train_step([b]))
+    assert all(torch.equal(v, s.vae.state_dict()[k]) for k, v in before.items())  # frozen
+    dest = s.export(storage.resolve(tmp_path / "export"))
+    assert (tmp_path / "export" / "vae" / "config.json").is_file()
+    assert load_metadata(dest.path)["latent"] is True
+    grid = preview_grid(s.ema_generator(), s.objective, [0, 1],
+                        PreviewConfig(identities=2, images=2, steps=2), vae=s.vae)
+    assert grid.size == (2 * 18 + 2, 2 * 18 + 2)  # 16 px tiles with 2 px padding
+
+
+def test_bf16_engine_with_fp32_ema_restores_exactly(process_group, tmp_path):
+    cfg = make_cfg(deepspeed={"zero_stage": 2, "precision": "bf16"})
+    a = GeneratorSession(cfg, 0, 1, torch.device("cpu"), "bf16")
+    assert next(a.model.parameters()).dtype == torch.bfloat16
+    assert all(v.dtype == torch.float32 for v in a.ema.shadow.values())
+    for i in range(2):
+        assert torch.isfinite(a.train_step([batch(i)]))
+    a.save(tmp_path)
+    b = GeneratorSession(make_cfg(deepspeed={"zero_stage": 2, "precision": "bf16"}, run={"seed": 3}),
+                         0, 1, torch.device("cpu"), "bf16")
+    b.load(tmp_path)
+    assert float(a.train_step([batch(2)])) == float(b.train_step([batch(2)]))
+    assert a.ema_generator().unet.conv_in.weight.dtype == torch.float32
