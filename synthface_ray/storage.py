@@ -271,10 +271,21 @@ def publish_dir(local_dir: str, loc: Location, marker: str) -> None:
     os.makedirs(os.path.dirname(loc.path) or ".", exist_ok=True)
     tmp, old = _tmp_name(loc.path), _tmp_name(loc.path)
     shutil.copytree(local_dir, tmp)
+    _make_readable(tmp)
     if os.path.exists(loc.path):
         os.replace(loc.path, old)
     os.replace(tmp, loc.path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _make_readable(root: str) -> None:
+    """Folders 0755, files 0644: temporary folders (0700) and some writers (0600) are private."""
+    os.chmod(root, 0o755)
+    for here, dirs, names in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(here, name), 0o755)
+        for name in names:
+            os.chmod(os.path.join(here, name), 0o644)
 
 
 def delete_file(loc: Location) -> None:

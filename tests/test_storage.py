@@ -104,3 +104,22 @@ def test_s3_credentials_from_config(s3, monkeypatch):
     loc = storage.resolve(f"{root}/k.txt", with_keys)
     storage.atomic_write_text(loc, "hi")
     assert storage.read_bytes(loc) == b"hi"
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_publish_dir_replaces_the_folder_and_needs_its_marker(where, tmp_path, request):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.bin").write_bytes(b"a")
+    if where == "s3":
+        cfg, bucket = request.getfixturevalue("s3")
+        dest = storage.resolve(f"{bucket}/pub", cfg)
+    else:
+        dest = storage.resolve(tmp_path / "pub")
+    with pytest.raises(FileNotFoundError, match="done.json is missing"):
+        storage.publish_dir(str(src), dest, marker="done.json")
+    assert not storage.exists(dest.join("sub", "a.bin"))  # nothing published without the marker
+    (src / "done.json").write_text("{}")
+    storage.publish_dir(str(src), dest, marker="done.json")
+    assert storage.read_bytes(dest.join("sub", "a.bin")) == b"a"
+    assert storage.read_json(dest.join("done.json")) == {}

@@ -131,8 +131,9 @@ def resolve_use_gpu(cfg: TrainGeneratorConfig) -> bool:
     import ray
 
     gpus = ray.cluster_resources().get("GPU", 0)
-    if cfg.scaling.device == "cuda" and gpus < 1:
-        raise ConfigError("scaling.device=cuda but the Ray cluster has no GPUs: use auto or cpu")
+    if cfg.scaling.device == "cuda" and gpus < 1:  # an autoscaler may still add GPU nodes
+        log.warning("scaling.device=cuda but the Ray cluster has no GPUs yet: the workers wait "
+                    "until GPU nodes join (use scaling.device=auto or cpu to run without)")
     return cfg.scaling.device == "cuda" or (cfg.scaling.device == "auto" and gpus >= 1)
 
 
@@ -359,7 +360,8 @@ def fit(cfg: TrainGeneratorConfig, *, fail_at_step: int | None = None):
     ray.data.DataContext.get_current().enable_progress_bars = False  # the loop reports progress
     use_gpu = resolve_use_gpu(cfg)
     check_device(cfg, use_gpu)
-    check_cpus_left(cfg, ray.cluster_resources().get("CPU", 0))
+    if len([n for n in ray.nodes() if n.get("Alive")]) == 1:  # a fixed single machine
+        check_cpus_left(cfg, ray.cluster_resources().get("CPU", 0))
     log.info("training on %d rows of %d identities; run folder %s", facts.rows, facts.identities,
              cfg.run_dir().uri)
     return trainer(cfg, facts, use_gpu, fail_at_step).fit()

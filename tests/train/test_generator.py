@@ -98,6 +98,8 @@ def test_export_replaces_a_previous_export(process_group, tmp_path):
     (tmp_path / "export" / "stale.txt").write_text("old")
     s.export(dest)
     assert not (tmp_path / "export" / "stale.txt").exists()
+    assert (tmp_path / "export").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "export" / "condition" / "condition.safetensors").stat().st_mode & 0o777 == 0o644
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

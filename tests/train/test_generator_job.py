@@ -131,3 +131,14 @@ def test_failure_config_restarts_workers_within_one_fit_on_s3(ray_local, s3, toy
     assert [m["step"] for m in read_metrics(run)] == [1, 2, 3, 4]
     assert storage.exists(cfg.export_dir().join(EXPORT_MARKER))
     assert storage.exists(cfg.export_dir().join("unet", "diffusion_pytorch_model.safetensors"))
+
+
+def test_worker_layout_that_would_starve_the_data_feed_is_refused(toy, tmp_path):
+    from synthface_ray.config import ConfigError
+
+    ok = from_dict(TrainGeneratorConfig, job_config(toy, str(tmp_path)))  # 2 x 0.5 of 2 CPUs
+    generator_job.check_cpus_left(ok, 2)
+    hungry = from_dict(TrainGeneratorConfig, job_config(toy, str(tmp_path),
+                                                        scaling={"cpus_per_worker": 0.75}))
+    with pytest.raises(ConfigError, match="leaves less than 1 CPU .* lower scaling.cpus_per_worker"):
+        generator_job.check_cpus_left(hungry, 2)
