@@ -1,0 +1,1 @@
+"""Face-recognition models: IResNet backbones, margin heads (ArcFace/CosFace/combined)."""
