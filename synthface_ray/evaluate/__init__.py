@@ -1,0 +1,1 @@
+"""Evaluation: verification metrics and protocols (pure numpy), reports."""
