@@ -1,0 +1,76 @@
+"""The identities table: one unit-norm identity embedding per row (``shared/DESIGN.md``).
+
+Columns: ``identity_id`` int64 (unique), ``embedding`` fixed_size_list<float32>[D] (unit L2 norm),
+``origin`` string (how it was made: ``class_center`` from an FR head or from averaged embeddings
+of a labelled set, later ``sampled``, ``mixed``, ...). Mining, identity contexts for the
+generator and the generation plan all read it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from synthface_ray.data.schema import SchemaError
+
+IDENTITY_ID, EMBEDDING, ORIGIN = "identity_id", "embedding", "origin"
+CLASS_CENTER = "class_center"
+
+
+def identities_table(ids, embeddings, origin: str | list[str]) -> pa.Table:
+    """Build an identities table; embeddings are L2-normalised here, ids must be unique."""
+    ids = np.asarray(ids, np.int64)
+    emb = np.asarray(embeddings, np.float32)
+    if emb.ndim != 2 or len(emb) != len(ids):
+        raise ValueError(f"embeddings must be (N, D) with N = {len(ids)} ids, got {emb.shape}")
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("identity ids must be unique")
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    if (norms == 0).any() or not np.isfinite(emb).all():
+        raise ValueError("embeddings must be finite and non-zero to be normalised")
+    emb = emb / norms
+    origins = [origin] * len(ids) if isinstance(origin, str) else list(origin)
+    flat = pa.array(emb.reshape(-1), pa.float32())
+    return pa.table({
+        IDENTITY_ID: pa.array(ids, pa.int64()),
+        EMBEDDING: pa.FixedSizeListArray.from_arrays(flat, emb.shape[1]),
+        ORIGIN: pa.array(origins, pa.string()),
+    })
+
+
+def embeddings_of(table: pa.Table) -> np.ndarray:
+    """The (N, D) float32 embedding matrix of an identities table (schema-checked)."""
+    validate_identities_schema(table.schema)
+    col = table.column(EMBEDDING).combine_chunks()
+    return col.values.to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
+
+
+def validate_identities_schema(schema: pa.Schema) -> None:
+    """Raise :class:`SchemaError` naming each missing or mistyped identities column."""
+    problems = []
+    if schema.get_field_index(IDENTITY_ID) < 0 or not pa.types.is_integer(schema.field(IDENTITY_ID).type):
+        problems.append(f"{IDENTITY_ID} (int64)")
+    idx = schema.get_field_index(EMBEDDING)
+    typ = schema.field(EMBEDDING).type if idx >= 0 else None
+    if typ is None or not pa.types.is_fixed_size_list(typ) or not pa.types.is_floating(typ.value_type):
+        problems.append(f"{EMBEDDING} (fixed_size_list<float32>[D])")
+    if schema.get_field_index(ORIGIN) < 0:
+        problems.append(f"{ORIGIN} (string)")
+    if problems:
+        raise SchemaError("identities table lacks or mistypes: " + ", ".join(problems))
+
+
+def class_centers(embeddings, labels) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, centres)``: the normalised mean of each label's L2-normalised embeddings."""
+    emb = np.asarray(embeddings, np.float64)
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
+    ids, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    sums = np.zeros((len(ids), emb.shape[1]))
+    np.add.at(sums, inverse, emb)
+    return ids.astype(np.int64), (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+
+
+__all__ = [
+    "CLASS_CENTER", "EMBEDDING", "IDENTITY_ID", "ORIGIN", "class_centers", "embeddings_of",
+    "identities_table", "validate_identities_schema",
+]
