@@ -53,6 +53,9 @@ def run(cfg: Config, dry_run: bool = False) -> int:
               file=sys.stderr)
         return 1
     metrics = result.metrics or {}
-    print(f"trained to step {metrics.get('step')} (loss {metrics.get('loss', float('nan')):.4f}); "
-          f"run folder {cfg.run_dir().uri}; EMA generator exported to {cfg.export_dir().uri}")
+    if "step" in metrics:
+        done = f"trained to step {metrics['step']} (loss {metrics['loss']:.4f})"
+    else:  # the latest checkpoint was already at optim.max_steps: nothing to train
+        done = f"the run was already at optim.max_steps={cfg.optim.max_steps}; re-exported it"
+    print(f"{done}; run folder {cfg.run_dir().uri}; EMA generator exported to {cfg.export_dir().uri}")
     return 0
