@@ -18,6 +18,8 @@ COMMANDS = {
     "export": "synthface_ray.commands.exporting",
     "inspect": "synthface_ray.commands.inspect",
     "train-generator": "synthface_ray.commands.train_generator",
+    "embed": "synthface_ray.commands.embed",
+    "verify": "synthface_ray.commands.verify",
 }
 
 #: errors a user can fix from the message alone: printed without a traceback, exit code 2

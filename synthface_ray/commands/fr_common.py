@@ -1,0 +1,50 @@
+"""Pieces shared by the FR commands (embed, verify): the model section, embedding a faces set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from synthface_ray.config import ConfigError, check_range
+from synthface_ray.storage import StorageConfig
+
+
+@dataclass
+class ModelSection:
+    """An exported FR backbone folder (``backbone.safetensors`` + ``backbone_config.json``)."""
+
+    path: str = ""
+    device: str = "auto"
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        check_range("model.batch_size", self.batch_size, 1)
+
+    def load(self):
+        from synthface_ray.models.recognition.embedder import Embedder
+
+        if not self.path:
+            raise ConfigError("model.path is not set: give an exported FR backbone folder (--model)")
+        return Embedder.from_pretrained(self.path, self.device)
+
+
+def embed_faces(embedder, uri: str, cfg: StorageConfig, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(embeddings (N, D), labels (N,))`` of every decodable image of a faces dataset, resized
+    to the backbone's input size; corrupt images are skipped (counted in the log)."""
+    from synthface_ray.commands.common import progress
+    from synthface_ray.data.loader import iter_training_batches
+    from synthface_ray.data.transforms import DecodeReport
+
+    report, embs, labels = DecodeReport(), [], []
+    size = embedder.config.input_size
+    with progress(None, "embed") as bar:
+        for batch in iter_training_batches(uri, batch_size, size, cfg=cfg, report=report):
+            embs.append(embedder(batch["image"], batch_size))
+            labels.append(batch["label"].numpy())
+            bar.update(len(labels[-1]))
+    if report.skipped:
+        print(report.summary())
+    if not embs:
+        raise ValueError(f"{uri} has no decodable images")
+    return np.concatenate(embs), np.concatenate(labels)
