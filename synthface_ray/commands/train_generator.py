@@ -37,10 +37,10 @@ def _plan(cfg: Config, facts) -> list[str]:
 def run(cfg: Config, dry_run: bool = False) -> int:
     from synthface_ray.train import generator_job
 
-    facts = generator_job.check_dataset(cfg)  # every check that needs no cluster, before Ray
-    if cfg.scaling.device == "cpu":
-        generator_job.check_device(cfg, use_gpu=False)
-    if dry_run:
+    if dry_run:  # the checks that need no cluster, then the plan (fit runs them itself)
+        facts = generator_job.check_dataset(cfg)
+        if cfg.scaling.device == "cpu":
+            generator_job.check_device(cfg, use_gpu=False)
         print_dry_run("train-generator", cfg, _plan(cfg, facts))
         return 0
     import ray.train

@@ -24,6 +24,7 @@ import torch
 
 from synthface_ray import storage
 from synthface_ray.config import ConfigError, check_choice, check_range, to_dict
+from synthface_ray.data.transforms import pixels_to_model
 from synthface_ray.models.generator import GeneratorConfig, IdentityGenerator
 from synthface_ray.models.objectives import ObjectiveConfig
 from synthface_ray.models.scoreaug import OMEGA_DIM, ScoreAugConfig
@@ -269,9 +270,7 @@ class GeneratorSession:
 
     def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
         """(x0, conditioning keywords) for one micro-batch of image/label/source."""
-        x0 = batch["image"].to(self.device, non_blocking=True)
-        if x0.dtype == torch.uint8:  # NHWC pixels from the Ray Data feed -> NCHW in [-1, 1]
-            x0 = x0.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x0 = pixels_to_model(batch["image"].to(self.device, non_blocking=True))  # Ray Data: uint8
         if self.vae is not None:
             with torch.no_grad():
                 latent = self.vae.encode(x0.to(self.vae.dtype)).latent_dist.sample(generator=self.rng)
@@ -336,9 +335,8 @@ class GeneratorSession:
         path, _ = self.engine.load_checkpoint(str(directory), tag=DS_TAG)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint '{DS_TAG}' in {directory}")
+        # copied into the EMA's own tensors, which already live on this device
         self.ema.load_state_dict(torch.load(directory / EMA_FILE, map_location="cpu", weights_only=True))
-        self.ema.shadow = {k: v.to(self.device) for k, v in self.ema.shadow.items()}
-        self.ema.buffers = {k: v.to(self.device) for k, v in self.ema.buffers.items()}
         self.step = int(state["step"])
         rng_file = directory / f"rng_rank{self.rank}.pt"
         if rng_file.is_file():

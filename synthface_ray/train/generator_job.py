@@ -141,16 +141,13 @@ def resolve_use_gpu(cfg: TrainGeneratorConfig) -> bool:
 def _decode(table, resolution: int, strict: bool) -> dict[str, np.ndarray]:
     """Ray Data map: faces rows -> uint8 NHWC pixels (4x smaller than floats in the object store
     and in transfers; the worker scales them to [-1, 1]), label, source."""
-    from synthface_ray.data.transforms import DecodeReport, decode_column
+    from synthface_ray.data.transforms import DecodeReport, decode_batch
 
     report = DecodeReport()
-    pixels, kept = decode_column(table.column(schema.IMAGE), resolution, strict=strict, report=report)
+    out = decode_batch(table, resolution, strict=strict, report=report, model_range=False)
     if report.skipped:
         log.warning("skipped %d corrupt image(s) in a training batch: %s", report.skipped,
                     report.summary())
-    out = {"image": pixels}
-    for name in (schema.LABEL, schema.SOURCE):
-        out[name] = table.column(name).to_numpy(zero_copy_only=False)[kept].astype(np.int64)
     return out
 
 

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from synthface_ray.config import check_choice, check_range
+from synthface_ray.data.transforms import from_model_range
 from synthface_ray.models.generator import IdentityGenerator
 from synthface_ray.models.objectives import Objective
 from synthface_ray.sampling.guidance import classifier_free, clip_denoised
@@ -81,7 +82,7 @@ def grid_conditions(cond_table: torch.Tensor | None, labels: list[int], per: int
 
 def to_grid(images: torch.Tensor, rows: int, cols: int, pad: int = 2) -> Image.Image:
     """Tile (rows*cols, 3, H, W) images in [-1, 1] into one RGB image, row-major."""
-    arr = ((images.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    arr = from_model_range(images.numpy())
     h, w = arr.shape[1:3]
     canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
     for i, img in enumerate(arr[: rows * cols]):

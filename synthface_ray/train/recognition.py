@@ -17,6 +17,7 @@ from torch import nn
 
 from synthface_ray.config import check_choice, check_range
 from synthface_ray.data.augment import AugmentConfig, augment
+from synthface_ray.data.transforms import pixels_to_model
 from synthface_ray.models.recognition.embedder import save_backbone
 from synthface_ray.models.recognition.iresnet import BackboneConfig, build_backbone
 from synthface_ray.models.recognition.margins import MarginConfig, MarginHead, build_margin
@@ -112,9 +113,7 @@ class FRSession:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Augment, forward, backward, optimiser + LR step; returns the loss (detached)."""
-        x = batch["image"].to(self.device)
-        if x.dtype == torch.uint8:
-            x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = pixels_to_model(batch["image"].to(self.device))
         x = augment(x, self.cfg.augment, self.rng).to(self.dtype)
         loss = self.engine(x, batch["label"].to(self.device).long())
         self.engine.backward(loss)

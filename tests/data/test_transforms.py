@@ -52,3 +52,25 @@ def test_mixed_sizes_without_resolution_are_reported():
     out = transforms.decode_batch(table, None, report=report)
     assert out["image"].shape == (1, 3, 8, 8) and report.skipped == 1
     assert "set a resolution" in report.examples[0][2]
+
+
+def test_pixels_to_model_matches_to_model_range_and_keeps_floats():
+    import torch
+
+    from synthface_ray.data.transforms import pixels_to_model, to_model_range
+
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    assert np.allclose(pixels_to_model(torch.from_numpy(pixels)).numpy(), to_model_range(pixels), atol=1e-6)
+    floats = torch.rand(2, 3, 4, 4)
+    assert pixels_to_model(floats) is floats
+
+
+def test_decode_batch_can_keep_uint8_pixels():
+    from synthface_ray.data.schema import faces_table
+    from synthface_ray.data.transforms import decode_batch, to_model_range
+
+    table = faces_table([png_bytes(seed=1), png_bytes(seed=2)], [3, 4])
+    raw = decode_batch(table, 8, model_range=False)
+    assert raw["image"].dtype == np.uint8 and raw["image"].shape == (2, 8, 8, 3)
+    assert np.array_equal(to_model_range(raw["image"]), decode_batch(table, 8)["image"])
+    assert raw["label"].tolist() == [3, 4]

@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from synthface_ray.config import from_dict, to_dict
+from synthface_ray.data.transforms import pixels_to_model
 from synthface_ray.models.device import pick_device
 from synthface_ray.models.recognition.iresnet import BackboneConfig, build_backbone
 
@@ -59,9 +60,7 @@ class Embedder:
     def __call__(self, images: torch.Tensor | np.ndarray, batch_size: int = 256) -> np.ndarray:
         """``images``: float (B, 3, S, S) in [-1, 1], or uint8 (B, S, S, 3) pixels -> float32
         (B, embedding_dim) with unit L2 norm."""
-        x = torch.as_tensor(images)
-        if x.dtype == torch.uint8:
-            x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = pixels_to_model(torch.as_tensor(images))
         out = [F.normalize(self.model(chunk.to(self.device, torch.float32)).float(), dim=1).cpu()
                for chunk in x.split(batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.config.embedding_dim), np.float32)
