@@ -4,8 +4,7 @@
 
 Each stage is a real ``synthface train-generator`` fit (Ray Train V2 + DeepSpeed, Ray Data feed)
 of the tiny ToyFaces generator (jobs/train_generator.yaml's model) on a fresh run folder. The
-rate is measured over the steady-state reports only (the first report window, which holds worker
-start-up and the first data blocks, is dropped); steps/s and samples/s are global (all workers).
+rate is measured as in ``zero_stages.py`` (steady-state report windows, global over workers).
 Previews and checkpoints are disabled except the final one, so the figure is the training loop.
 """
 
@@ -13,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import tempfile
-import time
 
 from synthface_ray.config import from_dict, load, to_dict
 from synthface_ray.train.generator import TrainGeneratorConfig
-from synthface_ray.train.monitor import read_metrics
+
+sys.path.insert(0, os.path.dirname(__file__))
+from zero_stages import compare_stages  # noqa: E402  (benchmarks/ is not a package)
 
 JOB = os.path.join(os.path.dirname(__file__), "..", "jobs", "train_generator.yaml")
 
@@ -34,16 +34,6 @@ def _config(args: argparse.Namespace, data: str, root: str, stage: int) -> Train
                       checkpoint_every=args.steps, max_failures=0)
     raw["preview"]["every"] = 0
     return from_dict(TrainGeneratorConfig, raw)
-
-
-def _steady_rate(cfg: TrainGeneratorConfig) -> tuple[float, float]:
-    """Mean steps/s and samples/s over all report windows but the first."""
-    history = read_metrics(cfg.run_dir())[1:]
-    if not history:
-        raise RuntimeError("too few reports: raise --steps or lower --report-every")
-    steps = sum(m["steps_per_s"] for m in history) / len(history)
-    samples = sum(m["samples_per_s"] for m in history) / len(history)
-    return steps, samples
 
 
 def main() -> None:
@@ -62,22 +52,11 @@ def main() -> None:
     from synthface_ray.train.generator_job import fit
 
     ray.init()
-    rows = {}
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         data = os.path.join(tmp, "toyfaces")
         write_faces(iter_toyfaces(ToyFacesConfig()), data)
-        for stage in (0, 2):
-            cfg = _config(args, data, os.path.join(tmp, "runs"), stage)
-            start = time.perf_counter()
-            fit(cfg)
-            rows[stage] = (*_steady_rate(cfg), time.perf_counter() - start)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{args.workers} workers x {args.micro_batch} images, {args.steps} steps")
-    print("| ZeRO stage | steps/s | samples/s | wall s (incl. start-up) |")
-    print("|---|---|---|---|")
-    for stage, (steps, samples, wall) in rows.items():
-        print(f"| {stage} | {steps:.2f} | {samples:.0f} | {wall:.0f} |")
-    print(f"ZeRO-2 / ZeRO-0 steps/s ratio: {rows[2][0] / rows[0][0]:.2f}")
+        compare_stages(fit, lambda stage: _config(args, data, os.path.join(tmp, "runs"), stage),
+                       f"{args.workers} workers x {args.micro_batch} images, {args.steps} steps")
 
 
 if __name__ == "__main__":

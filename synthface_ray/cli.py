@@ -18,6 +18,7 @@ COMMANDS = {
     "export": "synthface_ray.commands.exporting",
     "inspect": "synthface_ray.commands.inspect",
     "train-generator": "synthface_ray.commands.train_generator",
+    "train-fr": "synthface_ray.commands.train_fr",
     "embed": "synthface_ray.commands.embed",
     "verify": "synthface_ray.commands.verify",
 }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
-from synthface_ray.commands.common import print_dry_run
+from synthface_ray.commands.train_common import (
+    global_batch_line,
+    run_folder_line,
+    run_training,
+    trained_line,
+)
 from synthface_ray.train.generator import TrainGeneratorConfig as Config
 
 HELP = "train the identity-conditioned diffusion generator (Ray Train + DeepSpeed)"
@@ -18,44 +21,21 @@ __all__ = ["Config", "run"]
 
 
 def _plan(cfg: Config, facts) -> list[str]:
-    opt, sc = cfg.optim, cfg.scaling
-    global_batch = opt.micro_batch * opt.grad_accum * sc.num_workers
     return [
         f"data: {facts.rows} images of {facts.identities} identities from {cfg.data.path} "
         f"(labels 0..{facts.max_label}, sources 0..{facts.max_source})",
         f"model: {cfg.generator.condition}-conditioned UNet {list(cfg.generator.block_out_channels)}"
         f", objective {cfg.objective.name}, ScoreAug {'on' if cfg.scoreaug.enabled else 'off'}",
-        f"train {opt.max_steps} steps x {global_batch} images ({sc.num_workers} workers x "
-        f"{opt.micro_batch} x {opt.grad_accum} accumulation), DeepSpeed ZeRO-{cfg.deepspeed.zero_stage}"
-        f", precision {cfg.deepspeed.precision}, device {sc.device}",
-        f"run folder {cfg.run_dir().uri} (re-running the same run.name resumes from its latest "
-        f"checkpoint; checkpoint every {cfg.run.checkpoint_every} steps)",
+        global_batch_line(cfg),
+        run_folder_line(cfg),
         f"export the EMA weights to {cfg.export_dir().uri}",
     ]
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.train import generator_job
-
-    if dry_run:  # the checks that need no cluster, then the plan (fit runs them itself)
-        facts = generator_job.check_dataset(cfg)
-        if cfg.scaling.device == "cpu":
-            generator_job.check_device(cfg, use_gpu=False)
-        print_dry_run("train-generator", cfg, _plan(cfg, facts))
-        return 0
-    import ray.train
-
-    try:
-        result = generator_job.fit(cfg)
-    except ray.train.TrainingFailedError as exc:
-        print(f"synthface train-generator: training failed: {exc}\nCheckpoints so far are in "
-              f"{cfg.run_dir().uri}; run the same command again to resume from the latest one.",
-              file=sys.stderr)
-        return 1
-    metrics = result.metrics or {}
-    if "step" in metrics:
-        done = f"trained to step {metrics['step']} (loss {metrics['loss']:.4f})"
-    else:  # the latest checkpoint was already at optim.max_steps: nothing to train
-        done = f"the run was already at optim.max_steps={cfg.optim.max_steps}; re-exported it"
-    print(f"{done}; run folder {cfg.run_dir().uri}; EMA generator exported to {cfg.export_dir().uri}")
-    return 0
+    code, result = run_training("train-generator", "synthface_ray.train.generator_job", cfg,
+                                dry_run, _plan)
+    if code == 0 and not dry_run:
+        print(f"{trained_line(cfg, result)}; run folder {cfg.run_dir().uri}; EMA generator "
+              f"exported to {cfg.export_dir().uri}")
+    return code

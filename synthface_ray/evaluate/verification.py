@@ -81,9 +81,10 @@ class VerificationResult:
     tar_at_far_1e3: float
     tar_at_far_1e4: float
     pairs: int
+    folds: int = 10
 
     def summary(self) -> str:
-        return (f"accuracy {self.accuracy:.4f} +- {self.accuracy_std:.4f} (10-fold), EER "
+        return (f"accuracy {self.accuracy:.4f} +- {self.accuracy_std:.4f} ({self.folds}-fold), EER "
                 f"{self.eer:.4f}, TAR@FAR=1e-3 {self.tar_at_far_1e3:.4f}, TAR@FAR=1e-4 "
                 f"{self.tar_at_far_1e4:.4f}, {self.pairs} pairs")
 
@@ -107,7 +108,7 @@ def verify(scores, issame, folds: int = 10) -> VerificationResult:
     """All verification figures for one set of scored pairs."""
     acc, std = kfold_accuracy(scores, issame, folds)
     return VerificationResult(acc, std, eer(scores, issame), tar_at_far(scores, issame, 1e-3),
-                              tar_at_far(scores, issame, 1e-4), int(np.size(scores)))
+                              tar_at_far(scores, issame, 1e-4), int(np.size(scores)), folds)
 
 
 def make_pairs(labels, genuine: int, impostor: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

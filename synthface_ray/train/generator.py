@@ -12,8 +12,6 @@ schedule and the EMA, so a resumed run continues the same random stream.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -23,45 +21,46 @@ from typing import Any
 import torch
 
 from synthface_ray import storage
-from synthface_ray.config import ConfigError, check_choice, check_range, to_dict
+from synthface_ray.config import ConfigError, check_range, to_dict
 from synthface_ray.data.transforms import pixels_to_model
 from synthface_ray.models.generator import GeneratorConfig, IdentityGenerator
 from synthface_ray.models.objectives import ObjectiveConfig
 from synthface_ray.models.scoreaug import OMEGA_DIM, ScoreAugConfig
 from synthface_ray.storage import StorageConfig
+from synthface_ray.train import checkpoint
 from synthface_ray.train.deepspeed import DeepSpeedConfig, ds_config
 from synthface_ray.train.ema import EMA
 from synthface_ray.train.preview import PreviewConfig
+from synthface_ray.train.sections import (
+    ExportSection,
+    FeedSection,
+    JobConfig,
+    RunSection,
+    ScalingSection,
+    absolute,
+)
 
-log = logging.getLogger(__name__)
-DS_TAG, EMA_FILE, STATE_FILE = "deepspeed", "ema.pt", "trainer_state.json"
+EMA_FILE = "ema.pt"
 EXPORT_MARKER = "condition/metadata.json"
 
 
 # config ---------------------------------------------------------------------------------------
 @dataclass
-class DataSection:
+class DataSection(FeedSection):
     """``path``: faces dataset (local or s3://). ``label_embeddings``: ``.npy`` of shape
     (num_identities, embedding_dim), row ``label`` = that identity's FR embedding; required when
     ``generator.condition`` is ``embedding``. ``resolution``: images are resized to it (default
-    ``generator.sample_size``; in latent space give the VAE's input size). Corrupt images are
-    skipped with a warning unless ``strict``. ``cache``: keep the decoded uint8 pixels in Ray's
-    object store after the first pass (``auto``: when they take at most ``cache_max_gb``)."""
+    ``generator.sample_size``; in latent space give the VAE's input size). The feed options
+    (``shuffle_buffer``, ``strict``, ``cache``, ``cache_max_gb``) are :class:`FeedSection`'s."""
 
     path: str = "runs/toyfaces"
     resolution: int | None = None
     label_embeddings: str | None = None
-    shuffle_buffer: int = 1024
-    strict: bool = False
-    cache: str = "auto"
-    cache_max_gb: float = 2.0
 
     def __post_init__(self) -> None:
-        check_choice("data.cache", self.cache, ("auto", "yes", "no"))
-        check_range("data.cache_max_gb", self.cache_max_gb, 0.0)
+        super().__post_init__()
         if not self.path:
             raise ConfigError("data.path is empty: give the faces dataset (local path or s3://...)")
-        check_range("data.shuffle_buffer", self.shuffle_buffer, 0)
         if self.resolution is not None:
             check_range("data.resolution", self.resolution, 1)
 
@@ -100,54 +99,7 @@ class EMASection:
 
 
 @dataclass
-class ScalingSection:
-    """Workers and their resources. ``device``: ``auto`` uses GPUs when the cluster has them.
-    ``torch_threads`` 0 = one per CPU given to the worker."""
-
-    num_workers: int = 2
-    device: str = "auto"
-    cpus_per_worker: float = 1.0
-    torch_threads: int = 0
-
-    def __post_init__(self) -> None:
-        check_range("scaling.num_workers", self.num_workers, 1)
-        check_choice("scaling.device", self.device, ("auto", "cpu", "cuda"))
-        check_range("scaling.cpus_per_worker", self.cpus_per_worker, 0.0)
-        check_range("scaling.torch_threads", self.torch_threads, 0)
-
-
-@dataclass
-class RunSection:
-    """The run folder is ``<storage_path>/<name>``; re-running the same name resumes from its
-    latest checkpoint. Reports every ``report_every`` steps, checkpoints every
-    ``checkpoint_every`` steps (and at the end), keeps the newest ``keep_checkpoints``."""
-
-    name: str = "generator"
-    storage_path: str = "runs/train"
-    max_failures: int = 0
-    report_every: int = 20
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"run.name={self.name!r} must be a non-empty name without '/'")
-        check_range("run.max_failures", self.max_failures, -1)
-        check_range("run.report_every", self.report_every, 1)
-        check_range("run.checkpoint_every", self.checkpoint_every, 1)
-        check_range("run.keep_checkpoints", self.keep_checkpoints, 1)
-
-
-@dataclass
-class ExportSection:
-    """Where the EMA weights are exported at the end (default: ``<run folder>/export``)."""
-
-    path: str | None = None
-
-
-@dataclass
-class TrainGeneratorConfig:
+class TrainGeneratorConfig(JobConfig):
     data: DataSection = field(default_factory=DataSection)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -156,7 +108,7 @@ class TrainGeneratorConfig:
     ema: EMASection = field(default_factory=EMASection)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     scaling: ScalingSection = field(default_factory=ScalingSection)
-    run: RunSection = field(default_factory=RunSection)
+    run: RunSection = field(default_factory=lambda: RunSection(name="generator"))
     preview: PreviewConfig = field(default_factory=PreviewConfig)
     export: ExportSection = field(default_factory=ExportSection)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -189,25 +141,11 @@ class TrainGeneratorConfig:
         """A copy whose local paths are absolute: workers run in another working directory."""
         import dataclasses
 
-        def fix(path: str | None) -> str | None:
-            return path if path is None or storage.is_s3(path) else os.path.abspath(path)
-
-        return dataclasses.replace(
-            self,
-            data=dataclasses.replace(self.data, path=fix(self.data.path),
-                                     label_embeddings=fix(self.data.label_embeddings)),
-            generator=dataclasses.replace(self.generator, vae_path=fix(self.generator.vae_path)),
-            run=dataclasses.replace(self.run, storage_path=fix(self.run.storage_path)),
-            export=dataclasses.replace(self.export, path=fix(self.export.path)),
+        return self._with_absolute_run_paths(
+            data=dataclasses.replace(self.data, path=absolute(self.data.path),
+                                     label_embeddings=absolute(self.data.label_embeddings)),
+            generator=dataclasses.replace(self.generator, vae_path=absolute(self.generator.vae_path)),
         )
-
-    def run_dir(self) -> storage.Location:
-        return storage.resolve(self.run.storage_path, self.storage).join(self.run.name)
-
-    def export_dir(self) -> storage.Location:
-        if self.export.path:
-            return storage.resolve(self.export.path, self.storage)
-        return self.run_dir().join("export")
 
 
 # session: one worker's model, engine, EMA and RNG ----------------------------------------------
@@ -317,38 +255,19 @@ class GeneratorSession:
     # checkpoint -----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
         """Write this rank's share of a checkpoint into ``directory`` (all ranks must call)."""
-        directory = Path(directory)
-        self.engine.save_checkpoint(str(directory), tag=DS_TAG)
-        rng = {"step_rng": self.rng.get_state(), "torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        torch.save(rng, directory / f"rng_rank{self.rank}.pt")
+        state = {"step": self.step, "world_size": self.world, "seed": self.cfg.run.seed}
+        checkpoint.save(directory, self.engine, self.rank, self.rng, state)
         if self.rank == 0:
-            torch.save(self.ema.state_dict(), directory / EMA_FILE)
-            state = {"step": self.step, "world_size": self.world, "seed": self.cfg.run.seed}
-            (directory / STATE_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
+            torch.save(self.ema.state_dict(), Path(directory) / EMA_FILE)
 
     def load(self, directory: str | Path) -> None:
         """Restore weights, optimizer, LR schedule, EMA, step and this rank's RNG streams."""
-        directory = Path(directory)
-        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-        path, _ = self.engine.load_checkpoint(str(directory), tag=DS_TAG)
-        if path is None:
-            raise FileNotFoundError(f"no DeepSpeed checkpoint '{DS_TAG}' in {directory}")
+        reseed = self.cfg.run.seed * 1_000_003 + self.rank
+        state = checkpoint.load(directory, self.engine, self.rank, self.rng, reseed)
         # copied into the EMA's own tensors, which already live on this device
-        self.ema.load_state_dict(torch.load(directory / EMA_FILE, map_location="cpu", weights_only=True))
+        ema = torch.load(Path(directory) / EMA_FILE, map_location="cpu", weights_only=True)
+        self.ema.load_state_dict(ema)
         self.step = int(state["step"])
-        rng_file = directory / f"rng_rank{self.rank}.pt"
-        if rng_file.is_file():
-            rng = torch.load(rng_file, weights_only=True)
-            self.rng.set_state(rng["step_rng"])
-            torch.set_rng_state(rng["torch"])
-            if "cuda" in rng and self.device.type == "cuda":
-                torch.cuda.set_rng_state(rng["cuda"], self.device)
-        else:  # world size grew: a fresh, still deterministic stream for the new rank
-            log.warning("checkpoint has no RNG state for rank %d (saved with %s workers); reseeding",
-                        self.rank, state.get("world_size"))
-            self.rng.manual_seed(self.cfg.run.seed * 1_000_003 + self.rank + 7919 * self.step)
 
     # export ---------------------------------------------------------------------------------
     def ema_generator(self, device: torch.device | str = "cpu") -> IdentityGenerator:

@@ -60,7 +60,9 @@ def test_pixels_to_model_matches_to_model_range_and_keeps_floats():
     from synthface_ray.data.transforms import pixels_to_model, to_model_range
 
     pixels = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
-    assert np.allclose(pixels_to_model(torch.from_numpy(pixels)).numpy(), to_model_range(pixels), atol=1e-6)
+    out = pixels_to_model(torch.from_numpy(pixels))
+    assert np.allclose(out.numpy(), to_model_range(pixels), atol=1e-6)
+    assert out.is_contiguous()  # NCHW memory, not a channels-last view (see its docstring)
     floats = torch.rand(2, 3, 4, 4)
     assert pixels_to_model(floats) is floats
 

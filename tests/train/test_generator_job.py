@@ -14,7 +14,7 @@ from synthface_ray import cli, storage
 from synthface_ray.config import from_dict
 from synthface_ray.data.toyfaces import ToyFacesConfig, toyfaces_table
 from synthface_ray.models.generator import IdentityGenerator
-from synthface_ray.train import generator_job
+from synthface_ray.train import generator_job, job
 from synthface_ray.train.generator import EXPORT_MARKER, TrainGeneratorConfig
 from synthface_ray.train.monitor import read_metrics
 
@@ -137,8 +137,8 @@ def test_worker_layout_that_would_starve_the_data_feed_is_refused(toy, tmp_path)
     from synthface_ray.config import ConfigError
 
     ok = from_dict(TrainGeneratorConfig, job_config(toy, str(tmp_path)))  # 2 x 0.5 of 2 CPUs
-    generator_job.check_cpus_left(ok, 2)
+    job.check_cpus_left(ok, 2)
     hungry = from_dict(TrainGeneratorConfig, job_config(toy, str(tmp_path),
                                                         scaling={"cpus_per_worker": 0.75}))
     with pytest.raises(ConfigError, match="leaves less than 1 CPU .* lower scaling.cpus_per_worker"):
-        generator_job.check_cpus_left(hungry, 2)
+        job.check_cpus_left(hungry, 2)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from synthface_ray import storage
 from synthface_ray.config import ConfigError, from_dict
 from synthface_ray.models.recognition.embedder import Embedder
 from synthface_ray.train.recognition import FRSession, TrainFRConfig
@@ -42,24 +43,24 @@ def test_checkpoint_restores_the_next_steps_exactly(process_group, tmp_path, sta
     cfg = make_cfg(deepspeed={"zero_stage": stage}, augment={"flip": 0.5, "crop_scale": 0.8})
     a = session(cfg)
     for i in range(3):
-        a.train_step(batch(i))
+        a.train_step([batch(i)])
     a.save(tmp_path)
     b = session(make_cfg(deepspeed={"zero_stage": stage}, augment={"flip": 0.5, "crop_scale": 0.8},
-                         seed=7))
+                         run={"seed": 7}))
     b.load(tmp_path)
     assert b.step == 3 and b.engine.get_lr() == a.engine.get_lr() == [0.05 * 0.1]  # milestone 3
     for i in (3, 4):
-        assert float(a.train_step(batch(i))) == float(b.train_step(batch(i)))
+        assert float(a.train_step([batch(i)])) == float(b.train_step([batch(i)]))
 
 
 def test_learns_a_fixed_batch_and_exports_an_embedder(process_group, tmp_path):
     s = session(make_cfg(optim={"name": "adamw", "lr": 3e-3, "milestones": []}, augment={"flip": 0.0}))
     fixed = batch(0)
-    first = float(s.train_step(fixed))
+    first = float(s.train_step([fixed]))
     for _ in range(40):
-        last = float(s.train_step(fixed))
+        last = float(s.train_step([fixed]))
     assert last < 0.3 * first, (first, last)
-    s.export(tmp_path / "fr")
+    s.export(storage.resolve(tmp_path / "fr"))
     embed = Embedder.from_pretrained(tmp_path / "fr", device="cpu")
     emb = embed(fixed["image"])
     centres = torch.load(tmp_path / "fr" / "centers.pt").numpy()
@@ -73,3 +74,24 @@ def test_config_validation():
         make_cfg(backbone={"name": "vit"})
     with pytest.raises(ConfigError, match="margin.name"):
         make_cfg(margin={"name": "adaface"})
+    with pytest.raises(ConfigError, match="holdout.identities=1"):
+        make_cfg(holdout={"identities": 1})
+    with pytest.raises(ConfigError, match="holdout.source=1"):
+        make_cfg(holdout={"identities": 2, "source": 1})
+    with pytest.raises(ConfigError, match="not both"):
+        make_cfg(data={"path": "a", "sources": [{"path": "b"}]})
+    with pytest.raises(ConfigError, match="weight"):
+        make_cfg(data={"path": None, "sources": [{"path": "b", "weight": 0}]})
+
+
+def test_zero3_export_gathers_the_partitioned_weights(process_group, tmp_path):
+    s = session(make_cfg(deepspeed={"zero_stage": 3}))
+    s.train_step([batch(0)])
+    backbone, centres = s.trained()
+    ref = session(make_cfg(deepspeed={"zero_stage": 0}))
+    ref.train_step([batch(0)])
+    ref_backbone, ref_centres = ref.trained()
+    assert centres.shape == (4, 16)
+    torch.testing.assert_close(centres, ref_centres, rtol=1e-4, atol=1e-5)
+    for (k, v), (_, w) in zip(backbone.state_dict().items(), ref_backbone.state_dict().items(), strict=True):
+        torch.testing.assert_close(v, w, rtol=1e-4, atol=1e-5, msg=k)
