@@ -31,6 +31,7 @@ bench: setup  ## benchmarks/*.py; record results in docs/BENCHMARKS.md
 	$(BIN)/python benchmarks/toyfaces.py
 	$(BIN)/python benchmarks/train_generator.py
 	$(BIN)/python benchmarks/train_fr.py
+	$(BIN)/python benchmarks/sampler.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -27,6 +27,7 @@ from diffusers import DDPMScheduler
 from synthface_ray.config import check_choice, check_range
 from synthface_ray.models import scoreaug
 from synthface_ray.models.scoreaug import ScoreAugConfig
+from synthface_ray.sampling.solvers import sigma_of_abar, t_of_sigma
 
 Net = Callable[..., torch.Tensor]
 
@@ -178,22 +179,18 @@ class DDPMEps(Objective):
 
     def sigma_of_t(self, t: torch.Tensor) -> torch.Tensor:
         """``sigma_t = sqrt((1 - abar_t) / abar_t)``: the VE noise level of ``x_t / sqrt(abar_t)``."""
-        abar = self.alphas_cumprod[torch.as_tensor(t).long().cpu()]
-        return ((1 - abar) / abar).sqrt()
+        return sigma_of_abar(self.alphas_cumprod[torch.as_tensor(t).long().cpu()])
 
     def t_of_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Fractional timestep for ``sigma``, linear in ``log sigma`` between table entries.
+        """Fractional timestep for ``sigma`` (inverse of :meth:`sigma_of_t`, linear in
+        ``log sigma``; :func:`synthface_ray.sampling.solvers.t_of_sigma`)."""
+        return t_of_sigma(self.sigma_of_t(torch.arange(self.num_train_timesteps)).log(), sigma)
 
-        The inverse of :meth:`sigma_of_t` (as k-diffusion's ``sigma_to_t``), so samplers can put
-        DDPM models on a shared sigma grid; clamped to ``[0, T-1]``.
-        """
-        log_table = self.sigma_of_t(torch.arange(self.num_train_timesteps)).log()
-        log_sigma = torch.as_tensor(sigma, dtype=torch.float64).log().reshape(-1)
-        hi = torch.searchsorted(log_table, log_sigma).clamp(1, self.num_train_timesteps - 1)
-        lo = hi - 1
-        frac = (log_sigma - log_table[lo]) / (log_table[hi] - log_table[lo])
-        return (lo + frac.clamp(0, 1)).reshape(torch.as_tensor(sigma).shape)
+    def parameterization(self):
+        """This schedule for the composite sampler: :class:`~synthface_ray.sampling.denoisers.DiscreteEps`."""
+        from synthface_ray.sampling.denoisers import DiscreteEps
 
+        return DiscreteEps(self.alphas_cumprod)
 
     def sigma_range(self) -> tuple[float, float]:
         """``(sigma_of_t(0), sigma_of_t(T - 1))``: the noise levels the model was trained on."""
@@ -285,6 +282,13 @@ class EDM(Objective):
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
         return self._denoise(net, x, sigma, cond, omega)
+
+    def parameterization(self):
+        """This preconditioning for the composite sampler: :class:`~synthface_ray.sampling.denoisers.EDMPrecond`."""
+        from synthface_ray.sampling.denoisers import EDMPrecond
+
+        lo, hi = self.sigma_range()
+        return EDMPrecond(self.sigma_data, lo, hi)
 
     def sigma_range(self) -> tuple[float, float]:
         """EDM's sampling range ``(sigma_min, sigma_max) = (0.002, 80)`` (EDM sec. 5)."""

@@ -30,6 +30,22 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
+def sigma_of_abar(abar: torch.Tensor) -> torch.Tensor:
+    """``sigma = sqrt((1 - abar) / abar)``: the VE noise level of ``x_t / sqrt(abar)``."""
+    return ((1 - abar) / abar).sqrt()
+
+
+def t_of_sigma(log_sigma_table: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Fractional timestep of ``sigma``, linear in ``log sigma`` between the table's entries
+    (k-diffusion ``sigma_to_t``); clamped to ``[0, T - 1]``."""
+    n = log_sigma_table.numel()
+    log_sigma = torch.as_tensor(sigma, dtype=torch.float64).log().reshape(-1)
+    hi = torch.searchsorted(log_sigma_table, log_sigma).clamp(1, n - 1)
+    lo = hi - 1
+    frac = (log_sigma - log_sigma_table[lo]) / (log_sigma_table[hi] - log_sigma_table[lo])
+    return (lo + frac.clamp(0, 1)).reshape(torch.as_tensor(sigma).shape)
+
+
 def ode_derivative(denoise: Denoiser, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """``dx/dsigma = (x - D(x; sigma)) / sigma`` (EDM eq. 3 with s(t) = 1, sigma(t) = t)."""
     s = sigma.to(x.dtype)
@@ -57,9 +73,40 @@ def sample_heun(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> tor
     return x
 
 
-SOLVERS: dict[str, Callable[[Denoiser, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+def ancestral_step(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sigma_down, sigma_up)`` of one DDIM step with stochasticity ``eta`` in VE coordinates:
+    ``sigma_up = eta sigma' sqrt((sigma^2 - sigma'^2) / sigma^2)`` is DDIM's ``sigma_t(eta)``
+    (Song et al. 2021, eq. 16) divided by ``sqrt(abar_{t-1})``, and ``sigma_down =
+    sqrt(sigma'^2 - sigma_up^2)`` is what remains of the predicted-noise direction. eta = 0:
+    deterministic DDIM; eta = 1: DDPM's posterior variance (ancestral sampling)."""
+    if eta == 0 or sigma_next == 0:
+        return sigma_next, sigma_next.new_zeros(())
+    up = (eta * sigma_next * ((sigma**2 - sigma_next**2) / sigma**2).sqrt()).clamp(max=sigma_next)
+    return (sigma_next**2 - up**2).sqrt(), up
+
+
+@torch.no_grad()
+def sample_ddim(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 0.0,
+                noise: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
+    """DDIM (eta in [0, 1]; eta = 1 is DDPM ancestral sampling) on the VE ODE: the x0 estimate
+    plus the predicted noise scaled to ``sigma_down`` plus fresh noise ``noise(step) x sigma_up``
+    (k-diffusion ``sample_euler_ancestral``, which is DDIM in these coordinates)."""
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        down, up = ancestral_step(s, s_next, eta)
+        d = ode_derivative(denoise, x, s)
+        x = x + (down - s).to(x.dtype) * d
+        if up > 0:
+            if noise is None:
+                raise ValueError("sample_ddim with eta > 0 needs a noise source")
+            x = x + noise(i).to(x) * up.to(x.dtype)
+    return x
+
+
+SOLVERS: dict[str, Callable[..., torch.Tensor]] = {
     "euler": sample_euler,
     "heun": sample_heun,
+    "ddim": sample_ddim,
 }
 
-__all__ = ["SOLVERS", "karras_sigmas", "ode_derivative", "sample_euler", "sample_heun"]
+__all__ = ["SOLVERS", "ancestral_step", "karras_sigmas", "sample_ddim", "ode_derivative", "sample_euler", "sample_heun", "sigma_of_abar",
+           "t_of_sigma"]

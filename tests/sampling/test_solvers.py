@@ -29,7 +29,7 @@ def test_karras_sigmas_shape_and_ends():
         karras_sigmas(0, 0.002, 80)
 
 
-ORDER = {"euler": 1, "heun": 2}
+ORDER = {"euler": 1, "ddim": 1, "heun": 2}  # ddim at its default eta = 0 is Euler
 
 
 def _error(name: str, steps: int) -> float:
@@ -94,3 +94,16 @@ def test_classifier_free_guidance_weights_and_single_forward():
     calls.clear()
     assert torch.allclose(classifier_free(denoise, cond, empty, 0.0)(x, sigma), torch.full_like(out, 3.0))
     assert calls == [2]  # w = 0: the bare conditional denoiser
+
+
+def test_ddim_eta_noise_levels_match_ddim_sigma_t():
+    """sigma_up is DDIM's sigma_t(eta) (eq. 16) in VE coordinates; down^2 + up^2 = sigma'^2."""
+    from synthface_ray.sampling.solvers import ancestral_step, sigma_of_abar
+
+    abar_t, abar_prev = torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.6, dtype=torch.float64)
+    s, s_next = sigma_of_abar(abar_t), sigma_of_abar(abar_prev)
+    for eta in (0.0, 0.5, 1.0):
+        down, up = ancestral_step(s, s_next, eta)
+        ddim = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).sqrt()
+        assert up.item() == pytest.approx((ddim / abar_prev.sqrt()).item(), rel=1e-12)
+        assert (down**2 + up**2).item() == pytest.approx((s_next**2).item(), rel=1e-12)
