@@ -21,6 +21,10 @@ COMMANDS = {
     "train-fr": "synthface_ray.commands.train_fr",
     "embed": "synthface_ray.commands.embed",
     "verify": "synthface_ray.commands.verify",
+    "identities": "synthface_ray.commands.identities",
+    "mine": "synthface_ray.commands.mine",
+    "plan": "synthface_ray.commands.plan",
+    "cka": "synthface_ray.commands.cka",
 }
 
 #: errors a user can fix from the message alone: printed without a traceback, exit code 2

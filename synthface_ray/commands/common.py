@@ -25,6 +25,31 @@ class OutputConfig:
             raise config.ConfigError("output.path is empty: give a local path or s3://bucket/prefix")
 
 
+@dataclass
+class FileOutput:
+    """One output file (local or s3://); an existing one is replaced only with ``overwrite``."""
+
+    path: str = ""
+    overwrite: bool = False
+
+    def location(self, store, what: str = "output.path") -> Location:
+        """The resolved output, checked: set, and absent unless ``overwrite``."""
+        if not self.path:
+            raise config.ConfigError(f"{what} is required: where to write the result")
+        loc = storage.resolve(self.path, store)
+        if storage.exists(loc) and not self.overwrite:
+            raise FileExistsError(f"{loc.uri} exists; set output.overwrite=true to replace it")
+        return loc
+
+
+def write_parquet(table, loc: Location) -> None:
+    """Write one Parquet file atomically (a hidden temp file renamed or uploaded at the end)."""
+    import pyarrow.parquet as pq
+
+    with storage.atomic_local_path(loc) as tmp:
+        pq.write_table(table, tmp)
+
+
 def write_resolved_config(loc: Location, cfg: Any, command: str) -> None:
     """Save the resolved config (secrets redacted) as ``config.yaml`` beside an output."""
     text = f"# resolved config of `synthface {command}`; re-run with --config this-file\n"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from synthface_ray import storage
-from synthface_ray.commands.common import print_dry_run
+from synthface_ray.commands.common import FileOutput, print_dry_run, write_parquet
 from synthface_ray.commands.fr_common import ModelSection, embed_faces
 from synthface_ray.config import ConfigError
 from synthface_ray.storage import StorageConfig
@@ -22,39 +21,26 @@ class InputSection:
 
 
 @dataclass
-class OutputSection:
-    """One Parquet file (local or s3://) with identity_id, embedding, origin = class_center."""
-
-    path: str = ""
-    overwrite: bool = False
-
-
-@dataclass
 class Config:
     model: ModelSection = field(default_factory=ModelSection)
     input: InputSection = field(default_factory=InputSection)
-    output: OutputSection = field(default_factory=OutputSection)
+    output: FileOutput = field(default_factory=FileOutput)  # identities Parquet (class_center)
     storage: StorageConfig = field(default_factory=StorageConfig)
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    import pyarrow.parquet as pq
-
     from synthface_ray.data.identities import CLASS_CENTER, class_centers, identities_table
 
-    if not cfg.input.path or not cfg.output.path:
-        raise ConfigError("input.path and output.path are required (--data, --out)")
-    out = storage.resolve(cfg.output.path, cfg.storage)
+    if not cfg.input.path:
+        raise ConfigError("input.path is required (--data)")
+    out = cfg.output.location(cfg.storage, "output.path (--out)")
     if dry_run:
         print_dry_run("embed", cfg, [f"embed {cfg.input.path}, write class centres to {out.uri}"])
         return 0
-    if storage.exists(out) and not cfg.output.overwrite:
-        raise FileExistsError(f"{out.uri} exists; set output.overwrite=true to replace it")
     embedder = cfg.model.load()
     emb, labels = embed_faces(embedder, cfg.input.path, cfg.storage, cfg.model.batch_size)
     ids, centres = class_centers(emb, labels)
     table = identities_table(ids, centres, CLASS_CENTER)
-    with storage.atomic_local_path(out) as tmp:
-        pq.write_table(table, tmp)
+    write_parquet(table, out)
     print(f"wrote {table.num_rows} class centres ({centres.shape[1]}-d) of {len(labels)} images to {out.uri}")
     return 0
