@@ -25,6 +25,7 @@ COMMANDS = {
     "mine": "synthface_ray.commands.mine",
     "plan": "synthface_ray.commands.plan",
     "cka": "synthface_ray.commands.cka",
+    "evaluate": "synthface_ray.commands.evaluate",
 }
 
 #: errors a user can fix from the message alone: printed without a traceback, exit code 2

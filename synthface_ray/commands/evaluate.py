@@ -1,0 +1,161 @@
+"""``synthface evaluate``: the evaluation suite on a labelled faces set under an FR model ->
+``report.md``, ``metrics.json``, ``histogram.png``, ``grid.png``."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from synthface_ray import storage
+from synthface_ray.commands.common import FileOutput, print_dry_run
+from synthface_ray.commands.fr_common import ModelSection
+from synthface_ray.config import ConfigError, check_range
+from synthface_ray.storage import StorageConfig
+
+HELP = "identity separability (EER, FMR, FDR, d'), verification, diversity, uniqueness, leakage -> report"
+EXAMPLES = """\
+  synthface evaluate --data runs/generated --model runs/train/toyfaces-fr/export --out runs/eval
+  synthface evaluate --config jobs/evaluate.yaml --set leakage.real=runs/real-centres.parquet --set leakage.tau=0.4"""
+SHORTCUTS = {"--data": "data.path", "--model": "model.path", "--out": "output.path"}
+REPORT_MARKER = "report.md"
+
+
+@dataclass
+class DataSection:
+    """A labelled faces set (real or generated; a ``fr_cosine`` column adds identity consistency)."""
+
+    path: str = ""
+
+
+@dataclass
+class SeparabilitySection:
+    """NegFaceDiff/AdaptDiff protocol: ``identities`` x ``images_per_identity`` sampled with
+    ``seed`` (at most; null or more than there are = all); impostors ``all`` (every cross-identity pair, streamed through a
+    65,536-bin histogram in bounded memory) or a number of uniformly sampled pairs."""
+
+    identities: int | None = 1000
+    images_per_identity: int | None = 20
+    impostor: str | int = "all"
+    seed: int = 0
+
+
+@dataclass
+class VerificationSection:
+    enabled: bool = True
+    genuine: int = 3000
+    impostor: int = 3000
+    folds: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("verification.folds", self.folds, 2)
+
+
+@dataclass
+class DiversitySection:
+    max_per_class: int = 50
+    pixel_max_per_class: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("diversity.max_per_class", self.max_per_class, 2)
+        check_range("diversity.pixel_max_per_class", self.pixel_max_per_class, 2)
+
+
+@dataclass
+class UniquenessSection:
+    tau: float = 0.3
+
+
+@dataclass
+class LeakageSection:
+    """``real``: an identities table of real class centres (null = no leakage check); ``tau``:
+    a synthetic centre above this cosine to any real one leaks."""
+
+    real: str | None = None
+    tau: float | None = None
+
+
+@dataclass
+class GridSection:
+    identities: int = 8
+    images: int = 8
+
+
+@dataclass
+class Config:
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    separability: SeparabilitySection = field(default_factory=SeparabilitySection)
+    verification: VerificationSection = field(default_factory=VerificationSection)
+    diversity: DiversitySection = field(default_factory=DiversitySection)
+    uniqueness: UniquenessSection = field(default_factory=UniquenessSection)
+    leakage: LeakageSection = field(default_factory=LeakageSection)
+    grid: GridSection = field(default_factory=GridSection)
+    output: FileOutput = field(default_factory=FileOutput)  # the report folder
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+
+def collect(cfg: Config, embedder):
+    """One pass over the data: embeddings and labels of every image, pixels of at most
+    ``diversity.pixel_max_per_class`` images per identity, and ``fr_cosine`` if present."""
+    from synthface_ray.commands.common import progress
+    from synthface_ray.data import faces
+    from synthface_ray.data.loader import iter_training_batches
+    from synthface_ray.data.transforms import from_model_range
+    from synthface_ray.evaluate.report import EvaluationInputs
+
+    cap, taken = cfg.diversity.pixel_max_per_class, {}
+    embs, labels, pixels, pixel_labels = [], [], [], []
+    with progress(None, "evaluate") as bar:
+        for batch in iter_training_batches(cfg.data.path, cfg.model.batch_size,
+                                           embedder.config.input_size, cfg=cfg.storage):
+            embs.append(embedder(batch["image"], cfg.model.batch_size))
+            lab = batch["label"].numpy()
+            labels.append(lab)
+            keep = [i for i, x in enumerate(lab.tolist()) if taken.setdefault(x, 0) < cap
+                    and not taken.__setitem__(x, taken[x] + 1)]
+            pixels.append(from_model_range(batch["image"][keep].numpy()))
+            pixel_labels.append(lab[keep])
+            bar.update(len(lab))
+    if not embs:
+        raise ValueError(f"{cfg.data.path} has no decodable images")
+    dataset = faces.open_faces(cfg.data.path, cfg.storage)
+    fr_cos = (dataset.to_table(columns=["fr_cosine"]).column("fr_cosine").to_numpy()
+              if "fr_cosine" in dataset.schema.names else None)
+    return EvaluationInputs(np.concatenate(embs), np.concatenate(labels), np.concatenate(pixels),
+                            np.concatenate(pixel_labels), fr_cos)
+
+
+def _check(cfg: Config) -> None:
+    if not cfg.data.path or not cfg.model.path:
+        raise ConfigError("data.path and model.path are required (--data, --model)")
+    if cfg.leakage.real and cfg.leakage.tau is None:
+        raise ConfigError("leakage.real is set but leakage.tau is not: give the cosine above which "
+                          "a synthetic identity counts as leaked (e.g. 0.4)")
+
+
+def run(cfg: Config, dry_run: bool = False) -> int:
+    from synthface_ray.evaluate.report import compute_metrics, write_report
+
+    _check(cfg)
+    out = cfg.output.location(cfg.storage, "output.path (--out, the report folder)")
+    if dry_run:
+        print_dry_run("evaluate", cfg, [f"embed {cfg.data.path} with {cfg.model.path}",
+                                        f"write report.md, metrics.json, histogram.png, grid.png to {out.uri}"])
+        return 0
+    inputs = collect(cfg, cfg.model.load())
+    metrics, sep = compute_metrics(inputs, cfg)
+    with tempfile.TemporaryDirectory(prefix="synthface-eval-") as tmp:
+        write_report(Path(tmp), metrics, sep, inputs, cfg.data.path, cfg.model.path,
+                     (cfg.grid.identities, cfg.grid.images))
+        storage.publish_dir(tmp, out, marker=REPORT_MARKER)
+    print(sep.summary())
+    if "verification" in metrics:
+        v = metrics["verification"]
+        print(f"verification: accuracy {v['accuracy']:.4f} +- {v['accuracy_std']:.4f}, EER {v['eer']:.4f}")
+    print(f"report: {out.join(REPORT_MARKER).uri}")
+    return 0

@@ -1,0 +1,133 @@
+"""The evaluation report of a labelled (real or generated) faces set under an FR model: all the
+suite's metrics in one dict, and the report folder (``metrics.json``, ``report.md``,
+``histogram.png``, ``grid.png``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class EvaluationInputs:
+    """What one pass over the data collected: unit FR embeddings and labels of every image, a
+    capped sample of pixels per identity (uint8 NHWC, with their labels) and ``fr_cosine`` when
+    the set is generated."""
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    pixels: np.ndarray
+    pixel_labels: np.ndarray
+    fr_cosine: np.ndarray | None = None
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: infinities and NaN become strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def compute_metrics(inp: EvaluationInputs, cfg) -> tuple[dict[str, Any], Any]:
+    """Every metric of the suite (``cfg`` is the evaluate command's config); returns the metrics
+    dict and the separability result (for the histogram)."""
+    from synthface_ray.evaluate import diversity
+    from synthface_ray.evaluate.separability import sample_identities, separability
+    from synthface_ray.evaluate.verification import cosine_scores, make_pairs, verify
+
+    s = cfg.separability
+    available = len(np.unique(inp.labels))  # "up to" this many identities: all when fewer
+    n = None if s.identities is None or s.identities >= available else s.identities
+    rows = sample_identities(inp.labels, n, s.images_per_identity, s.seed)
+    sep = separability(inp.embeddings[rows], inp.labels[rows], impostor=s.impostor, seed=s.seed)
+    out: dict[str, Any] = {"images": int(len(inp.labels)),
+                           "identities": int(len(np.unique(inp.labels))),
+                           "separability": {k: v for k, v in asdict(sep).items()
+                                            if not isinstance(v, np.ndarray)}}
+    v = cfg.verification
+    if v.enabled:
+        pairs, same = make_pairs(inp.labels, v.genuine, v.impostor, v.seed)
+        out["verification"] = asdict(verify(cosine_scores(inp.embeddings, pairs), same, v.folds))
+    d = cfg.diversity
+    out["diversity"] = {
+        "fr": diversity.intra_class_diversity(inp.embeddings, inp.labels, d.max_per_class, d.seed),
+        "pixel": diversity.pixel_diversity(inp.pixels, inp.pixel_labels, d.pixel_max_per_class, d.seed),
+    }
+    if inp.fr_cosine is not None:
+        out["identity_consistency"] = diversity.identity_consistency(inp.fr_cosine)
+    _, centres = diversity.class_centres(inp.embeddings, inp.labels)
+    uq = diversity.uniqueness(centres, cfg.uniqueness.tau)
+    out["uniqueness"] = {"unique": uq.n_unique, "total": uq.n_total, "tau": uq.tau, "fraction": uq.fraction}
+    if cfg.leakage.real:
+        from synthface_ray.commands.identities import read_identities
+
+        _, real = read_identities(cfg.leakage.real, cfg.storage)
+        lk = diversity.leakage(centres, real, cfg.leakage.tau)
+        out["leakage"] = {"leaked": lk.n_leaked, "total": lk.n_total, "tau": lk.tau_leak,
+                          "fraction": lk.fraction}
+    return json.loads(json.dumps(out, default=_finite)), sep
+
+
+def report_markdown(metrics: dict[str, Any], data: str, model: str) -> str:
+    """A human-readable summary of ``metrics``."""
+    s = metrics["separability"]
+    lines = [
+        "# Evaluation report", "", f"- data: `{data}` ({metrics['images']} images, "
+        f"{metrics['identities']} identities)", f"- FR model: `{model}`", "",
+        f"## Identity separability ({s['n_identities']} identities, {s['n_genuine']} genuine / "
+        f"{s['n_impostor']} impostor pairs, impostors {s['impostor_mode']})", "",
+        "| EER | FMR100 | FMR1000 | genuine mean +- std | impostor mean +- std | FDR | d' |",
+        "|---|---|---|---|---|---|---|",
+        f"| {s['eer']:.4f} | {s['fmr100']:.4f} | {s['fmr1000']:.4f} | {s['genuine_mean']:.4f} +- "
+        f"{s['genuine_std']:.4f} | {s['impostor_mean']:.4f} +- {s['impostor_std']:.4f} | "
+        f"{float(s['fdr']):.3f} | {float(s['d_prime']):.3f} |", "",
+        "![score histograms](histogram.png)", "",
+    ]
+    if "verification" in metrics:
+        v = metrics["verification"]
+        lines += ["## Verification", "", f"{v['folds']}-fold accuracy {v['accuracy']:.4f} +- "
+                  f"{v['accuracy_std']:.4f}, EER {v['eer']:.4f}, TAR@FAR=1e-3 {v['tar_at_far_1e3']:.4f},"
+                  f" TAR@FAR=1e-4 {v['tar_at_far_1e4']:.4f} ({v['pairs']} pairs)", ""]
+    d = metrics["diversity"]
+    lines += ["## Consistency, diversity, uniqueness, leakage", "",
+              f"- intra-class diversity: FR space {d['fr']:.4f} (mean 1 - cosine), pixel space "
+              f"{d['pixel']:.4f} (mean RMS difference in [0, 1])"]
+    if "identity_consistency" in metrics:
+        lines.append(f"- identity consistency: mean fr_cosine {metrics['identity_consistency']:.4f}")
+    u = metrics["uniqueness"]
+    lines.append(f"- uniqueness: {u['unique']} of {u['total']} class centres distinct at cosine "
+                 f"{u['tau']}")
+    if "leakage" in metrics:
+        lk = metrics["leakage"]
+        lines.append(f"- leakage: {lk['leaked']} of {lk['total']} class centres above cosine "
+                     f"{lk['tau']} to a real identity")
+    return "\n".join(lines + ["", "![samples](grid.png)", ""])
+
+
+def write_report(folder: Path, metrics: dict[str, Any], sep, inp: EvaluationInputs, data: str,
+                 model: str, grid: tuple[int, int]) -> None:
+    """``metrics.json``, ``histogram.png``, ``grid.png`` and ``report.md`` into ``folder``."""
+    from synthface_ray.evaluate.histogram import score_histogram_png
+    from synthface_ray.train.preview import to_grid
+
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    score_histogram_png(sep.genuine_counts, sep.impostor_counts, folder / "histogram.png",
+                        title="genuine vs impostor cosine scores")
+    rows, cols = grid
+    picks = [np.flatnonzero(inp.pixel_labels == i)[:cols] for i in np.unique(inp.pixel_labels)[:rows]]
+    cells = np.zeros((rows * cols, *inp.pixels.shape[1:]), np.uint8)
+    for r, idx in enumerate(picks):
+        cells[r * cols: r * cols + len(idx)] = inp.pixels[idx]
+    import torch
+
+    images = torch.from_numpy(cells).permute(0, 3, 1, 2).float() / 127.5 - 1
+    to_grid(images, rows, cols).save(folder / "grid.png")
+    (folder / "report.md").write_text(report_markdown(metrics, data, model), encoding="utf-8")
+
+
+__all__ = ["EvaluationInputs", "compute_metrics", "report_markdown", "write_report"]
