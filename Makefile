@@ -32,6 +32,8 @@ bench: setup  ## benchmarks/*.py; record results in docs/BENCHMARKS.md
 	$(BIN)/python benchmarks/train_generator.py
 	$(BIN)/python benchmarks/train_fr.py
 	$(BIN)/python benchmarks/sampler.py
+	$(BIN)/python benchmarks/mining.py
+	$(BIN)/python benchmarks/evaluation.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
