@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from synthface_ray.commands.common import FileOutput, print_dry_run, write_parquet
+from synthface_ray import storage
+from synthface_ray.commands.common import FileOutput, print_dry_run
 from synthface_ray.config import ConfigError, check_choice, check_range
 from synthface_ray.storage import StorageConfig
 
@@ -16,7 +17,9 @@ EXAMPLES = """\
   synthface mine --identities runs/ids.parquet --out runs/mining --set pairs.count=500 --set negatives.strategy=far
   synthface mine --identities runs/centres.parquet --out runs/mining --set pairs.space=condition --set input.generator=runs/train/gen/export"""
 SHORTCUTS = {"--identities": "input.identities", "--out": "output.path"}
-MIXES_FILE, NEGATIVES_FILE = "mixes.parquet", "negatives.parquet"
+# output folder: mixes.parquet, negatives.parquet and mining.json (written last: the folder is
+# complete only with it)
+MIXES_FILE, NEGATIVES_FILE, SUMMARY_FILE = "mixes.parquet", "negatives.parquet", "mining.json"
 
 
 @dataclass
@@ -126,6 +129,25 @@ def _negatives(cfg: Config, ids: np.ndarray, emb: np.ndarray):
                      "strategy": pa.array([cfg.negatives.strategy] * len(ids))})
 
 
+def _publish(cfg: Config, out, tables: dict) -> None:
+    """Write the tables and ``mining.json`` (config + row counts) into a temporary folder and
+    publish it as ``out`` with ``mining.json`` last: a folder without it is incomplete."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from synthface_ray.config import to_dict
+
+    with tempfile.TemporaryDirectory(prefix="synthface-mine-") as tmp:
+        for name, table in tables.items():
+            pq.write_table(table, Path(tmp) / name)
+        summary = {"config": to_dict(cfg), "rows": {k: t.num_rows for k, t in tables.items()}}
+        (Path(tmp) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        storage.publish_dir(tmp, out, marker=SUMMARY_FILE)
+
+
 def run(cfg: Config, dry_run: bool = False) -> int:
     from synthface_ray.commands.identities import read_identities
 
@@ -143,8 +165,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         tables[MIXES_FILE] = _mixes(cfg, ids, emb)
     if cfg.negatives.strategy != "none":
         tables[NEGATIVES_FILE] = _negatives(cfg, ids, emb)
-    for name, table in tables.items():
-        write_parquet(table, out.join(name))
+    _publish(cfg, out, tables)
     if MIXES_FILE in tables:
         d = tables[MIXES_FILE].column("distance").to_numpy()
         print(f"{len(d)} mixes of {cfg.pairs.m} ({cfg.pairs.strategy}, {cfg.pairs.space} space): "

@@ -58,15 +58,15 @@ def _read_table(loc):
 
 
 def _mining(cfg: Config, ids: np.ndarray) -> tuple[dict[int, int], list]:
-    from synthface_ray.commands.mine import MIXES_FILE, NEGATIVES_FILE
+    from synthface_ray.commands.mine import MIXES_FILE, NEGATIVES_FILE, SUMMARY_FILE
 
     if not cfg.input.mining:
         return {}, []
     folder = storage.resolve(cfg.input.mining, cfg.storage)
+    if not storage.exists(folder.join(SUMMARY_FILE)):
+        raise FileNotFoundError(f"{folder.uri} has no {SUMMARY_FILE}: it is not a complete "
+                                "`synthface mine` output (re-run mine)")
     negatives, mixes = _read_table(folder.join(NEGATIVES_FILE)), _read_table(folder.join(MIXES_FILE))
-    if negatives is None and mixes is None:
-        raise FileNotFoundError(f"{folder.uri} holds neither {MIXES_FILE} nor {NEGATIVES_FILE}: "
-                                "is it a `synthface mine` output?")
     known = set(ids.tolist())
     negative_of = {}
     if negatives is not None and cfg.plan.negatives:

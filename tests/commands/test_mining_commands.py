@@ -42,6 +42,7 @@ def test_mine_then_plan(made, tmp_path, capsys):
     mining = tmp_path / "mining"
     assert cli.main(["mine", "--identities", str(ids_path), "--out", str(mining),
                      "--set", "pairs.count=20", "--set", "negatives.strategy=far"]) == 0
+    assert sorted(p.name for p in mining.iterdir()) == ["mining.json", "mixes.parquet", "negatives.parquet"]
     mixes = pq.read_table(mining / "mixes.parquet").to_pydict()
     assert len(mixes["identity_id"]) == 20 and min(mixes["identity_id"]) > ids.max()
     used = [i for pair in mixes["mix_ids"] for i in pair]
@@ -57,6 +58,10 @@ def test_mine_then_plan(made, tmp_path, capsys):
     assert len(t["row_id"]) == 3 * len(ids) + 2 * 20 == len(set(t["row_id"]))
     assert len(set(t["seed"])) == len(t["seed"])
     assert "wrote a plan of" in capsys.readouterr().out
+    (mining / "mining.json").unlink()  # an incomplete mining folder is refused
+    assert cli.main(["plan", "--identities", str(ids_path), "--mining", str(mining),
+                     "--out", str(tmp_path / "plan2.parquet")]) == 2
+    assert "not a complete" in capsys.readouterr().err
 
 
 def _write(path, ids, emb):
