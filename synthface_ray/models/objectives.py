@@ -136,6 +136,7 @@ class DDPMEps(Objective):
         )
         self.num_train_timesteps = num_train_timesteps
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(torch.float64)
+        self._log_sigmas = self.sigma_of_t(torch.arange(num_train_timesteps)).log()  # t_of_sigma's table
 
     def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``abar_t`` gathered per sample and broadcast against ``like``."""
@@ -184,7 +185,7 @@ class DDPMEps(Objective):
     def t_of_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
         """Fractional timestep for ``sigma`` (inverse of :meth:`sigma_of_t`, linear in
         ``log sigma``; :func:`synthface_ray.sampling.solvers.t_of_sigma`)."""
-        return t_of_sigma(self.sigma_of_t(torch.arange(self.num_train_timesteps)).log(), sigma)
+        return t_of_sigma(self._log_sigmas, sigma)
 
     def parameterization(self):
         """This schedule for the composite sampler: :class:`~synthface_ray.sampling.denoisers.DiscreteEps`."""
