@@ -42,6 +42,15 @@ class FileOutput:
         return loc
 
 
+def read_parquet(loc: Location):
+    """One Parquet file (local or s3://) as a ``pyarrow.Table``."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(storage.read_bytes(loc)))
+
+
 def write_parquet(table, loc: Location) -> None:
     """Write one Parquet file atomically (a hidden temp file renamed or uploaded at the end)."""
     import pyarrow.parquet as pq

@@ -116,8 +116,11 @@ def collect(cfg: Config, embedder):
             embs.append(embedder(batch["image"], cfg.model.batch_size))
             lab = batch["label"].numpy()
             labels.append(lab)
-            keep = [i for i, x in enumerate(lab.tolist()) if taken.setdefault(x, 0) < cap
-                    and not taken.__setitem__(x, taken[x] + 1)]
+            keep = []
+            for i, x in enumerate(lab.tolist()):
+                if taken.get(x, 0) < cap:
+                    taken[x] = taken.get(x, 0) + 1
+                    keep.append(i)
             pixels.append(from_model_range(batch["image"][keep].numpy()))
             pixel_labels.append(lab[keep])
             bar.update(len(lab))

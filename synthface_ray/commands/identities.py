@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synthface_ray import storage
-from synthface_ray.commands.common import FileOutput, print_dry_run, write_parquet
+from synthface_ray.commands.common import FileOutput, print_dry_run, read_parquet, write_parquet
 from synthface_ray.config import ConfigError, check_choice, check_range
 from synthface_ray.storage import StorageConfig
 
@@ -73,16 +73,12 @@ class Config:
 
 def read_identities(uri: str, cfg: StorageConfig) -> tuple[np.ndarray, np.ndarray]:
     """``(identity_ids, embeddings)`` of an identities table (local or s3://)."""
-    import io
-
-    import pyarrow.parquet as pq
-
     from synthface_ray.data.identities import IDENTITY_ID, embeddings_of
 
     loc = storage.resolve(uri, cfg)
     if not storage.exists(loc):
         raise FileNotFoundError(f"identities table {loc.uri} does not exist")
-    table = pq.read_table(io.BytesIO(storage.read_bytes(loc)))
+    table = read_parquet(loc)
     return table.column(IDENTITY_ID).to_numpy(), embeddings_of(table)
 
 

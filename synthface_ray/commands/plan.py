@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synthface_ray import storage
-from synthface_ray.commands.common import FileOutput, print_dry_run, write_parquet
+from synthface_ray.commands.common import FileOutput, print_dry_run, read_parquet, write_parquet
 from synthface_ray.config import ConfigError, check_range
 from synthface_ray.storage import StorageConfig
 
@@ -50,11 +50,7 @@ class Config:
 
 
 def _read_table(loc):
-    import io
-
-    import pyarrow.parquet as pq
-
-    return pq.read_table(io.BytesIO(storage.read_bytes(loc))) if storage.exists(loc) else None
+    return read_parquet(loc) if storage.exists(loc) else None
 
 
 def _mining(cfg: Config, ids: np.ndarray) -> tuple[dict[int, int], list]:

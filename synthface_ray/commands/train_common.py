@@ -23,15 +23,14 @@ def run_folder_line(cfg) -> str:
             f"latest checkpoint; checkpoint every {cfg.run.checkpoint_every} steps)")
 
 
-def run_training(command: str, task_module: str, cfg, dry_run: bool,
+def run_training(command: str, task_name: str, cfg, dry_run: bool,
                  plan: Callable[[Any, Any], list[str]]) -> tuple[int, Any]:
-    """Dry run: the pre-flight checks and ``plan(cfg, facts)``; else train. Returns
-    ``(exit code, Ray Result or None)``."""
-    import importlib
-
+    """Dry run: the pre-flight checks and ``plan(cfg, facts)``; else train the task registered
+    as ``task_name`` in :data:`synthface_ray.train.job.TASKS`. Returns ``(exit code, Ray Result
+    or None)``."""
     from synthface_ray.train import job
 
-    task = importlib.import_module(task_module).TASK
+    task = job.get_task(task_name)
     if dry_run:  # the checks that need no cluster, then the plan (fit runs them itself)
         checked, facts = job.preflight(task, cfg)
         print_dry_run(command, cfg, plan(checked, facts))

@@ -42,7 +42,7 @@ def _plan(cfg: Config, facts) -> list[str]:
 def run(cfg: Config, dry_run: bool = False) -> int:
     from synthface_ray.train.fr_job import HOLDOUT_REPORT, read_heldout_report
 
-    code, result = run_training("train-fr", "synthface_ray.train.fr_job", cfg, dry_run, _plan)
+    code, result = run_training("train-fr", "fr", cfg, dry_run, _plan)
     if code == 0 and not dry_run:
         print(f"{trained_line(cfg, result)}; run folder {cfg.run_dir().uri}; FR backbone "
               f"exported to {cfg.export_dir().uri}")

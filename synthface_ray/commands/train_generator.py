@@ -33,8 +33,7 @@ def _plan(cfg: Config, facts) -> list[str]:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    code, result = run_training("train-generator", "synthface_ray.train.generator_job", cfg,
-                                dry_run, _plan)
+    code, result = run_training("train-generator", "generator", cfg, dry_run, _plan)
     if code == 0 and not dry_run:
         print(f"{trained_line(cfg, result)}; run folder {cfg.run_dir().uri}; EMA generator "
               f"exported to {cfg.export_dir().uri}")

@@ -12,14 +12,12 @@
 - *Leakage*: synthetic centres whose largest cosine to any real class centre exceeds tau_leak
   (Vec2Face's check that a synthetic identity is not a real one in disguise).
 
-Uniqueness and leakage use ``synthface_ray.mining.uniqueness`` (``unique_filter`` /
-``leakage_mask``, exact faiss search) when it can be imported, imported lazily inside the
-function; otherwise an equivalent numpy implementation. Pure numpy; no model, no Ray.
+Uniqueness and leakage are ``synthface_ray.mining.uniqueness``'s ``unique_filter`` /
+``leakage_mask`` (exact faiss search). No model, no Ray.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from synthface_ray.evaluate.separability import EvaluationError, check_embeddings, check_labels
-
-MINING_MODULE = "synthface_ray.mining.uniqueness"
 
 
 def identity_consistency(fr_cosine) -> float:
@@ -140,13 +136,12 @@ def pixel_diversity(images, labels, max_per_class: int | None = 20, seed: int = 
 @dataclass(frozen=True, eq=False)
 class UniquenessResult:
     """``n_unique`` of ``n_total`` centres survive greedy rejection at cosine ``tau``;
-    ``keep`` is the (n_total,) mask; ``backend``: "mining" or "numpy"."""
+    ``keep`` is the (n_total,) mask."""
 
     n_unique: int
     n_total: int
     tau: float
     keep: np.ndarray
-    backend: str
 
     @property
     def fraction(self) -> float:
@@ -156,13 +151,12 @@ class UniquenessResult:
 @dataclass(frozen=True, eq=False)
 class LeakageResult:
     """``n_leaked`` of ``n_total`` synthetic centres have max cosine > ``tau_leak`` to a real
-    centre; ``leaked`` is the (n_total,) mask; ``backend``: "mining" or "numpy"."""
+    centre; ``leaked`` is the (n_total,) mask."""
 
     n_leaked: int
     n_total: int
     tau_leak: float
     leaked: np.ndarray
-    backend: str
 
     @property
     def fraction(self) -> float:
@@ -176,56 +170,29 @@ def _check_tau(tau: float, name: str) -> float:
     return tau
 
 
-def _mining_mask(name: str, *args) -> np.ndarray | None:
-    """The mask returned by ``synthface_ray.mining.uniqueness.<name>(*args)``, or None when that
-    module (written separately; imported lazily here) or its faiss cannot be imported. Its
-    ``MiningError`` (a ValueError) is re-raised as :class:`EvaluationError`."""
+def _mining(name: str, *args) -> np.ndarray:
+    """The mask of ``synthface_ray.mining.uniqueness.<name>(*args)`` (the exact faiss filter);
+    its ``MiningError`` (a ValueError) is re-raised as :class:`EvaluationError`."""
+    from synthface_ray.mining import uniqueness as mining
+
     try:
-        fn = getattr(importlib.import_module(MINING_MODULE), name, None)
-        if fn is None:
-            return None
-        return np.asarray(fn(*args)[0], dtype=bool)
-    except ImportError:
-        return None
+        return np.asarray(getattr(mining, name)(*args)[0], dtype=bool)
     except ValueError as err:
         raise EvaluationError(str(err)) from err
 
 
-def greedy_unique(x: np.ndarray, tau: float) -> np.ndarray:
-    """numpy reference of the greedy rule: in input order, row i is kept iff its cosine to every
-    previously kept row is <= tau. ``x`` unit rows; returns the keep mask."""
-    keep = np.zeros(len(x), dtype=bool)
-    kept = np.empty_like(x)
-    n_kept = 0
-    for i in range(len(x)):
-        if n_kept == 0 or (kept[:n_kept] @ x[i]).max() <= tau:
-            keep[i] = True
-            kept[n_kept] = x[i]
-            n_kept += 1
-    return keep
-
-
 def uniqueness(centres, tau: float = 0.3) -> UniquenessResult:
     """Distinct identities among class centres (N, D): greedy rejection at cosine ``tau``
-    (DCFace 0.3, Vec2Face 0.4), by ``mining.uniqueness.unique_filter`` when available."""
+    (DCFace 0.3, Vec2Face 0.4), by mining's ``unique_filter``."""
     tau = _check_tau(tau, "tau")
     x = check_embeddings(centres, "centres")
-    keep, backend = _mining_mask("unique_filter", x.astype(np.float32), tau), "mining"
-    if keep is None:
-        keep, backend = greedy_unique(x, tau), "numpy"
-    return UniquenessResult(int(keep.sum()), len(x), tau, keep, backend)
-
-
-def max_cosine(x: np.ndarray, y: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """Each unit row of ``x``'s largest cosine to the unit rows of ``y``, ``chunk`` rows of
-    ``x`` at a time (holds chunk x len(y) cosines)."""
-    return np.concatenate([(x[s:s + chunk] @ y.T).max(axis=1)
-                           for s in range(0, len(x), chunk)] or [np.empty(0)])
+    keep = _mining("unique_filter", x.astype(np.float32), tau)
+    return UniquenessResult(int(keep.sum()), len(x), tau, keep)
 
 
 def leakage(synthetic_centres, real_centres, tau_leak: float) -> LeakageResult:
     """Synthetic centres whose largest cosine to any real class centre is > ``tau_leak``
-    (Vec2Face's leakage check), by ``mining.uniqueness.leakage_mask`` when available."""
+    (Vec2Face's leakage check), by mining's ``leakage_mask``."""
     tau_leak = _check_tau(tau_leak, "tau_leak")
     syn = check_embeddings(synthetic_centres, "synthetic_centres")
     real = check_embeddings(real_centres, "real_centres")
@@ -234,16 +201,11 @@ def leakage(synthetic_centres, real_centres, tau_leak: float) -> LeakageResult:
     if syn.shape[1] != real.shape[1]:
         raise EvaluationError(f"synthetic_centres has D={syn.shape[1]} but real_centres has "
                               f"D={real.shape[1]}")
-    leaked = _mining_mask("leakage_mask", syn.astype(np.float32), real.astype(np.float32),
-                          tau_leak)
-    backend = "mining"
-    if leaked is None:
-        leaked, backend = max_cosine(syn, real) > tau_leak, "numpy"
-    return LeakageResult(int(leaked.sum()), len(syn), tau_leak, leaked, backend)
+    leaked = _mining("leakage_mask", syn.astype(np.float32), real.astype(np.float32), tau_leak)
+    return LeakageResult(int(leaked.sum()), len(syn), tau_leak, leaked)
 
 
 __all__ = [
-    "LeakageResult", "UniquenessResult", "class_centres", "consistency", "greedy_unique",
-    "identity_consistency", "intra_class_diversity", "leakage", "max_cosine", "pixel_diversity",
-    "uniqueness",
+    "LeakageResult", "UniquenessResult", "class_centres", "consistency", "identity_consistency",
+    "intra_class_diversity", "leakage", "pixel_diversity", "uniqueness",
 ]

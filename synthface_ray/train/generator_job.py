@@ -89,13 +89,9 @@ def _check_sources(cfg: TrainGeneratorConfig, max_source: int) -> None:
         )
 
 
-def should_cache(cfg: TrainGeneratorConfig, rows: int) -> bool:
-    return cfg.data.should_cache(rows, cfg.image_resolution())
-
-
 def build_dataset(cfg: TrainGeneratorConfig, rows: int):
     """The training ``ray.data.Dataset``: read, randomise block order, decode in CPU tasks
-    (materialised once when :func:`should_cache`)."""
+    (materialised once when ``data.cache`` says the pixels fit)."""
     from synthface_ray.data.ray_io import read_faces_dataset
 
     ds = read_faces_dataset(cfg.data.path, cfg.storage, num_cpus=job.READ_CPUS)
@@ -103,7 +99,7 @@ def build_dataset(cfg: TrainGeneratorConfig, rows: int):
         job.decode_rows, batch_format="pyarrow", num_cpus=job.READ_CPUS,
         fn_kwargs={"resolution": cfg.image_resolution(), "strict": cfg.data.strict},
     )
-    return ds.materialize() if should_cache(cfg, rows) else ds
+    return ds.materialize() if cfg.data.should_cache(rows, cfg.image_resolution()) else ds
 
 
 def _datasets(cfg: TrainGeneratorConfig, facts: DatasetFacts) -> dict:
