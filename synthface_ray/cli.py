@@ -26,6 +26,7 @@ COMMANDS = {
     "plan": "synthface_ray.commands.plan",
     "cka": "synthface_ray.commands.cka",
     "evaluate": "synthface_ray.commands.evaluate",
+    "generate": "synthface_ray.commands.generate",
 }
 
 #: errors a user can fix from the message alone: printed without a traceback, exit code 2

@@ -1,0 +1,1 @@
+"""Generation at scale: plan rows -> composite sampler actors -> Parquet shards, exactly once."""

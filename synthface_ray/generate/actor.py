@@ -1,0 +1,177 @@
+"""Thin Ray Data callables around :mod:`synthface_ray.generate.batch`: load once in
+``__init__``, map one shard (a ``pyarrow.Table``) in ``__call__``, count on the dashboard.
+
+Dashboard metrics (``ray.util.metrics``, tag ``run``): ``synthface_images_generated`` (counter,
+also tagged ``actor``), ``synthface_images_per_second`` (gauge per actor: the last shard's
+rate), ``synthface_generation_failures`` (counter, tagged ``stage``), ``synthface_generator_actors``
+(gauge per actor: 1 while alive), ``synthface_shards_committed`` (counter).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from synthface_ray.generate import batch as gb
+from synthface_ray.generate import shards
+
+FAULT_DELAY_S = 3.0
+
+
+@dataclass
+class ActorSettings:
+    """What a generator or scoring actor needs (small and picklable; the identities table is an
+    object-store reference shared by every actor of a node)."""
+
+    run: str
+    generator: str
+    fr: str | None
+    sampler: dict
+    identities_ref: list | None
+    micro_batch: int
+    device: str
+    precision: str
+    torch_threads: int
+    fault: dict | None = None
+
+
+def _identities(settings: ActorSettings):
+    import ray
+
+    return ray.get(settings.identities_ref[0]) if settings.identities_ref else None
+
+
+def _metric(kind: str, name: str, doc: str, tags: tuple[str, ...]):
+    from ray.util import metrics
+
+    return getattr(metrics, kind)(name, description=doc, tag_keys=tags)
+
+
+def _setup_torch(settings: ActorSettings):
+    import torch
+
+    from synthface_ray.models.device import pick_device, pick_dtype
+
+    torch.set_num_threads(settings.torch_threads)
+    device = pick_device(settings.device)
+    return device, pick_dtype(device, settings.precision)
+
+
+class GeneratorActor:
+    """Loads the generator once; samples every row of a shard with the composite sampler."""
+
+    def __init__(self, settings: ActorSettings) -> None:
+        from synthface_ray.sampling.exported import load_generator
+        from synthface_ray.sampling.recipes import resolve
+
+        self.settings = settings
+        self.device, self.dtype = _setup_torch(settings)
+        self.gen = load_generator(settings.generator, self.device)
+        self.gen.model.to(dtype=self.dtype)
+        self.sampler = resolve(settings.sampler)
+        self.identities = _identities(settings)
+        self.actor = uuid.uuid4().hex[:8]
+        tags = {"run": settings.run, "actor": self.actor}
+        self.images = _metric("Counter", "synthface_images_generated", "images generated", ("run", "actor"))
+        self.rate = _metric("Gauge", "synthface_images_per_second", "images/s of a generator actor",
+                            ("run", "actor"))
+        self.failures = _metric("Counter", "synthface_generation_failures", "failed shards", ("run", "stage"))
+        self.alive = _metric("Gauge", "synthface_generator_actors", "generator actors alive", ("run", "actor"))
+        self.tags = tags
+        self.alive.set(1, tags=tags)
+        self.done = 0
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        _maybe_fail(self.settings.fault, self.done)
+        start = time.perf_counter()
+        try:
+            out = gb.sample_batch(self.gen, table, self.sampler, self.identities,
+                                  micro_batch=self.settings.micro_batch, device=self.device, dtype=self.dtype)
+        except Exception:
+            self.failures.inc(1, tags={"run": self.settings.run, "stage": "generate"})
+            raise
+        seconds = time.perf_counter() - start
+        self.images.inc(table.num_rows, tags=self.tags)
+        self.rate.set(table.num_rows / max(seconds, 1e-9), tags=self.tags)
+        self.done += 1
+        n = out.num_rows
+        return (out.append_column("actor", pa.array([self.actor] * n, pa.string()))
+                .append_column("gen_seconds", pa.array([seconds] * n, pa.float64())))
+
+
+def _maybe_fail(fault: dict | None, done: int) -> None:
+    """Test-only fault injection (``fault`` section), on receiving a shard after ``after_shards``
+    done: raise, or SIGKILL this process. It waits ``FAULT_DELAY_S`` first so the shards already
+    done reach their commit (a failure fails the whole Ray Data execution at once)."""
+    if not fault or fault.get("after_shards") is None or done < fault["after_shards"]:
+        return
+    marker = fault.get("marker")
+    if marker:
+        if os.path.exists(marker):
+            return
+        with open(marker, "w", encoding="utf-8") as fh:
+            fh.write(str(os.getpid()))
+    time.sleep(FAULT_DELAY_S)
+    if fault.get("mode") == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"injected failure after {done} shard(s) (fault.after_shards, for tests)")
+
+
+class FRScorer:
+    """Loads the FR backbone once; adds ``fr_cosine`` to every row of a shard."""
+
+    def __init__(self, settings: ActorSettings, size: int) -> None:
+        from synthface_ray.models.recognition.embedder import Embedder
+
+        device, _ = _setup_torch(settings)
+        self.embedder = Embedder.from_pretrained(settings.fr, device)
+        self.identities = _identities(settings)
+        self.size = size
+        self.run = settings.run
+        self.failures = _metric("Counter", "synthface_generation_failures", "failed shards", ("run", "stage"))
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        try:
+            return gb.score_batch(self.embedder, table, self.identities, self.size)
+        except Exception:
+            self.failures.inc(1, tags={"run": self.run, "stage": "score"})
+            raise
+
+
+def encode_and_commit(table: pa.Table, *, out_uri: str, storage_cfg: dict, size: int, fmt: str,
+                      quality: int, sampler_json: str, model_id: str, expected: dict[int, int],
+                      run: str) -> pa.Table:
+    """Encode a block's images and commit each of its shards; returns one receipt row per shard.
+
+    A block must hold whole shards (the pipeline keeps one shard per block); a partial shard is
+    refused rather than written."""
+    import numpy as np
+
+    from synthface_ray import storage
+    from synthface_ray.config import from_dict
+    from synthface_ray.storage import StorageConfig
+
+    loc = storage.resolve(out_uri, from_dict(StorageConfig, storage_cfg))
+    receipts = []
+    for part in shards.split_shards(table):
+        shard = int(part.column(shards.SHARD)[0].as_py())
+        if part.num_rows != expected[shard]:
+            raise RuntimeError(f"shard {shard} reached the writer with {part.num_rows} of "
+                               f"{expected[shard]} rows; refusing to write a partial shard")
+        rows = gb.faces_rows(part, size=size, fmt=fmt, quality=quality, sampler_json=sampler_json,
+                             model_id=model_id)
+        actors = part.column("actor").to_pylist()
+        rec = shards.commit_shard(loc, shard, rows, actor=actors[0],
+                                  gen_seconds=float(np.asarray(part.column("gen_seconds"))[0]))
+        receipts.append(rec)
+    _metric("Counter", "synthface_shards_committed", "shards committed", ("run",)).inc(
+        len(receipts), tags={"run": run})
+    return pa.Table.from_pylist(receipts)
+
+
+__all__ = ["ActorSettings", "FRScorer", "GeneratorActor", "encode_and_commit"]

@@ -1,0 +1,349 @@
+"""The generation job: pre-flight checks on the driver, then one Ray Data pipeline
+
+    plan shards -> GeneratorActor pool -> [FRScorer pool] -> encode + commit tasks -> receipts
+
+and, once every shard is committed, ``manifest.json`` and ``grid.png``. Exactly-once and resume
+are shard-level idempotent commits (:mod:`synthface_ray.generate.shards`)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from synthface_ray import storage
+from synthface_ray.config import ConfigError, to_dict
+from synthface_ray.generate import batch as gb
+from synthface_ray.generate import shards
+from synthface_ray.generate.config import Config
+from synthface_ray.mining.plan import IDENTITY_ID, MIX_IDS, NEGATIVE_ID, ROW_ID
+from synthface_ray.storage import Location
+
+log = logging.getLogger(__name__)
+PLAN_TYPES = {ROW_ID: pa.int64(), IDENTITY_ID: pa.int64(), MIX_IDS: pa.list_(pa.int64()),
+              "mix_weights": pa.list_(pa.float32()), NEGATIVE_ID: pa.int64(), "seed": pa.int64()}
+
+
+@dataclass
+class Job:
+    """Everything the driver resolved before starting Ray."""
+
+    cfg: Config
+    out: Location
+    plan: pa.Table
+    identities: gb.IdentityTable | None
+    shape: tuple[int, int, int]
+    sampler: Any
+    content: dict[str, Any]
+    model_id: str
+    resumed: bool = False
+    todo: list[int] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        return shards.fingerprint(self.content)
+
+
+# pre-flight ---------------------------------------------------------------------------------
+def read_plan(cfg: Config) -> pa.Table:
+    """The plan, checked: the columns of ``synthface plan`` with their types, unique row ids."""
+    from synthface_ray.commands.common import read_parquet
+
+    if not cfg.input.plan:
+        raise ConfigError("input.plan is required: a plan table from `synthface plan` (--plan)")
+    loc = storage.resolve(cfg.input.plan, cfg.storage)
+    if not storage.exists(loc):
+        raise FileNotFoundError(f"input.plan: {loc.uri} does not exist (make one with `synthface plan`)")
+    table = read_parquet(loc)
+    missing = [c for c in PLAN_TYPES if c not in table.column_names]
+    if missing:
+        raise ValueError(f"input.plan {loc.uri} lacks column(s) {missing}; a plan has "
+                         f"{list(PLAN_TYPES)} (make one with `synthface plan`)")
+    try:
+        table = table.select(list(PLAN_TYPES)).cast(pa.schema(PLAN_TYPES))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ValueError(f"input.plan {loc.uri}: a column has the wrong type ({exc}); expected "
+                         f"{ {k: str(v) for k, v in PLAN_TYPES.items()} }") from None
+    if table.num_rows == 0:
+        raise ValueError(f"input.plan {loc.uri} has no rows: nothing to generate")
+    if pa.compute.count_distinct(table.column(ROW_ID)).as_py() != table.num_rows:
+        raise ValueError(f"input.plan {loc.uri} repeats row_id values: row ids must be unique")
+    return table
+
+
+def _referenced(plan: pa.Table):
+    import numpy as np
+
+    neg = plan.column(NEGATIVE_ID).to_numpy()
+    flat = pa.compute.list_flatten(plan.column(MIX_IDS)).to_numpy()
+    return np.unique(np.concatenate([flat, neg[neg >= 0]]))
+
+
+def _model_folder(path: str | None, key: str):
+    from pathlib import Path
+
+    if path is None:
+        return None
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{key}: model folder {path} not found (an export folder of "
+                                f"`synthface {'train-generator' if key.endswith('generator') else 'train-fr'}`)")
+    return str(folder.resolve())
+
+
+def _check_generator(cfg: Config, ids, identities):
+    """Load the generator once on the driver: its shape, and the ids it can condition on."""
+    from synthface_ray.sampling.exported import load_generator
+
+    gen = load_generator(cfg.model.generator, "cpu")
+    gcfg = gen.model.config
+    if gcfg.condition == "class":
+        bad = ids[(ids < 0) | (ids >= gcfg.num_identities)]
+        if bad.size:
+            raise ValueError(f"plan identities {bad[:10].tolist()} are outside the class-conditioned "
+                             f"generator's table (0..{gcfg.num_identities - 1}): plan from identities "
+                             "made with `synthface identities --kind class_centers` on its training faces")
+    else:
+        if identities is None:
+            raise ConfigError("input.identities is required: the generator is conditioned on "
+                              "identity embeddings, looked up by the plan's identity ids")
+        if identities.embeddings.shape[1] != gcfg.embedding_dim:
+            raise ValueError(f"identities are {identities.embeddings.shape[1]}-d but the generator "
+                             f"takes {gcfg.embedding_dim}-d embeddings")
+    return gen
+
+
+def _check_identities(cfg: Config, ids) -> gb.IdentityTable | None:
+    from synthface_ray.commands.identities import read_identities
+
+    if not cfg.input.identities:
+        if cfg.model.fr:
+            raise ConfigError("model.fr scores each image against its identity's embedding: "
+                              "set input.identities (the table the plan was made from)")
+        return None
+    table = gb.IdentityTable.build(*read_identities(cfg.input.identities, cfg.storage))
+    absent = table.missing(ids)
+    if absent.size:
+        raise ValueError(f"plan identities {absent[:10].tolist()} ({absent.size} in all) are not in "
+                         f"input.identities {cfg.input.identities}: plan and identities must match")
+    return table
+
+
+def _check_fr(cfg: Config, identities: gb.IdentityTable | None) -> None:
+    from synthface_ray.models.recognition.embedder import Embedder
+
+    if cfg.model.fr is None:
+        return
+    dim = Embedder.from_pretrained(cfg.model.fr, "cpu").config.embedding_dim
+    if identities.embeddings.shape[1] != dim:
+        raise ValueError(f"model.fr embeds to {dim}-d but input.identities are "
+                         f"{identities.embeddings.shape[1]}-d: score with the FR model that made them")
+
+
+def prepare(cfg: Config) -> Job:
+    """Check every input and build the job's content identity (no Ray, nothing written)."""
+    from synthface_ray.sampling.recipes import resolve
+
+    cfg.model.generator = _model_folder(cfg.model.generator or None, "model.generator") or ""
+    if not cfg.model.generator:
+        raise ConfigError("model.generator is required: a `synthface train-generator` export (--generator)")
+    cfg.model.fr = _model_folder(cfg.model.fr, "model.fr")
+    plan = read_plan(cfg)
+    ids = _referenced(plan)
+    identities = _check_identities(cfg, ids)
+    gen = _check_generator(cfg, ids, identities)
+    _check_fr(cfg, identities)
+    sampler = resolve(cfg.sampler)
+    content = {
+        "plan": shards.table_fingerprint(plan),
+        "identities": None if identities is None else hashlib.sha256(
+            identities.ids.tobytes() + identities.embeddings.tobytes()).hexdigest(),
+        "generator": shards.folder_fingerprint(cfg.model.generator),
+        "fr": None if cfg.model.fr is None else shards.folder_fingerprint(cfg.model.fr),
+        "sampler": to_dict(sampler, redact=False),
+        "rows_per_file": cfg.output.rows_per_file, "format": cfg.output.format,
+        "jpeg_quality": cfg.output.jpeg_quality if cfg.output.format == "jpeg" else None,
+        "micro_batch": cfg.pool.micro_batch, "precision": cfg.pool.precision,
+    }
+    out = storage.resolve(cfg.output.path, cfg.storage).join(cfg.output.name)
+    return Job(cfg, out, shards.assign_shards(plan, cfg.output.rows_per_file), identities, gen.shape,
+               sampler, content, "generator:" + content["generator"][:16])
+
+
+def open_output(job: Job) -> None:
+    """Claim or resume the output folder (``job.json``) and list what is left to do. S3 errors
+    (unreachable endpoint, wrong credentials) surface here, before Ray starts."""
+    record = {"format": "synthface-generate", "version": 1, "fingerprint": job.fingerprint,
+              "content": job.content, "config": to_dict(job.cfg)}
+    try:
+        job.resumed = shards.check_job(job.out, record, job.cfg.output.overwrite)
+        done = shards.committed(job.out)
+    except OSError as exc:
+        if not job.out.is_s3 or isinstance(exc, FileExistsError):
+            raise
+        raise OSError(f"cannot write to {job.out.uri}: {exc}. Check that storage.endpoint_url is "
+                      "reachable and the credentials (storage.profile, AWS_ACCESS_KEY_ID/"
+                      "AWS_SECRET_ACCESS_KEY or the instance role) may write to the bucket") from None
+    total = int(job.plan.column(shards.SHARD)[-1].as_py()) + 1
+    job.todo = sorted(set(range(total)) - done)
+
+
+def check_resources(cfg: Config, use_gpu: bool, cluster: dict[str, float], single_node: bool) -> None:
+    """Refuse pools that cannot run: GPUs asked for but absent, or (on one machine) actors that
+    claim every CPU and starve the encode/write tasks (a Ray Data deadlock)."""
+    pool = cfg.pool
+    if pool.device == "cuda" and not cluster.get("GPU"):
+        raise ConfigError("pool.device=cuda but the Ray cluster has no GPU: use device auto or cpu")
+    if not single_node:
+        return
+    cpus = cluster.get("CPU", 0)
+    actors = pool.actors * (0 if use_gpu else pool.cpus_per_actor)
+    fr = pool.fr_actors * (0 if use_gpu else pool.fr_cpus) if cfg.model.fr else 0
+    if actors + fr + pool.encode_cpus > cpus + 1e-9:
+        raise ConfigError(
+            f"the pools claim {actors + fr:g} CPUs (pool.actors x pool.cpus_per_actor"
+            f"{' + pool.fr_actors x pool.fr_cpus' if fr else ''}) and each encode task "
+            f"{pool.encode_cpus:g} of the cluster's {cpus:g}: lower pool.actors or pool.cpus_per_actor "
+            "so an encode task always fits, or the pipeline stalls")
+
+
+def _settings(job: Job, identities_ref) -> Any:
+    from synthface_ray.generate.actor import ActorSettings
+
+    cfg = job.cfg
+    fault = to_dict(cfg.fault) if cfg.fault.after_shards is not None else None
+    return ActorSettings(run=cfg.output.name, generator=cfg.model.generator, fr=cfg.model.fr,
+                         sampler=cfg.sampler, identities_ref=identities_ref,
+                         micro_batch=cfg.pool.micro_batch, device=cfg.pool.device,
+                         precision=cfg.pool.precision, torch_threads=cfg.pool.torch_threads, fault=fault)
+
+
+def build_dataset(job: Job, use_gpu: bool):
+    """The Ray Data pipeline over the shards left to do (one block per shard, kept whole)."""
+    import ray
+
+    from synthface_ray.generate.actor import FRScorer, GeneratorActor, encode_and_commit
+
+    cfg, pool = job.cfg, job.cfg.pool
+    ref = [ray.put(job.identities)] if job.identities is not None else None
+    settings = _settings(job, ref)
+    if not use_gpu:
+        settings.device = "cpu"
+    parts = shards.split_shards(job.plan, set(job.todo))
+    ds = ray.data.from_arrow(parts)
+    gpu = {"num_gpus": pool.gpus_per_actor} if use_gpu else {"num_cpus": pool.cpus_per_actor}
+    ds = ds.map_batches(GeneratorActor, fn_constructor_kwargs={"settings": settings}, batch_size=None,
+                        batch_format="pyarrow", zero_copy_batch=True,
+                        compute=ray.data.ActorPoolStrategy(min_size=pool.min_actors or pool.actors,
+                                                           max_size=pool.actors), **gpu)
+    if cfg.model.fr:
+        fr_res = {"num_gpus": pool.fr_gpus} if use_gpu else {"num_cpus": pool.fr_cpus}
+        ds = ds.map_batches(FRScorer, fn_constructor_kwargs={"settings": settings, "size": job.shape[-1]},
+                            batch_size=None, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(size=pool.fr_actors), **fr_res)
+    expected = {int(p.column(shards.SHARD)[0].as_py()): p.num_rows for p in parts}
+    return ds.map_batches(encode_and_commit, batch_size=None, batch_format="pyarrow", num_cpus=pool.encode_cpus,
+                          fn_kwargs={"out_uri": job.out.uri, "storage_cfg": to_dict(cfg.storage, redact=False),
+                                     "size": job.shape[-1], "fmt": cfg.output.format,
+                                     "quality": cfg.output.jpeg_quality,
+                                     "sampler_json": gb.sampler_json(job.sampler), "model_id": job.model_id,
+                                     "expected": expected, "run": cfg.output.name})
+
+
+def resolve_use_gpu(cfg: Config, cluster: dict[str, float]) -> bool:
+    return cfg.pool.device == "cuda" or (cfg.pool.device == "auto" and bool(cluster.get("GPU")))
+
+
+def execute(job: Job) -> list[dict[str, Any]]:
+    """Run the pipeline over ``job.todo``; returns this run's shard receipts."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    cluster = ray.cluster_resources()
+    use_gpu = resolve_use_gpu(job.cfg, cluster)
+    check_resources(job.cfg, use_gpu, cluster, len([n for n in ray.nodes() if n.get("Alive")]) == 1)
+    receipts = []
+    for block in build_dataset(job, use_gpu).iter_batches(batch_size=None, batch_format="pyarrow"):
+        receipts.extend(block.to_pylist())
+    return receipts
+
+
+@dataclass
+class Summary:
+    """A run's figures: ``images`` generated by this run in ``wall_s``; ``busy_s`` summed over
+    the actors' sampling time; ``total`` rows in the dataset; ``accelerators`` per actor."""
+
+    images: int
+    wall_s: float
+    busy_s: float
+    total: int
+    shards: int
+    accelerators: float
+    accelerator: str
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def actor_images_per_s(self) -> float:
+        return self.images / self.busy_s if self.busy_s else 0.0
+
+    @property
+    def hours_per_million(self) -> float:
+        """Projected accelerator-hours (GPU, or CPU cores on a CPU pool) per 1M images at the
+        measured per-actor rate."""
+        rate = self.actor_images_per_s
+        return 1e6 / rate / 3600 * self.accelerators if rate else float("nan")
+
+    def lines(self) -> list[str]:
+        return [
+            f"generated {self.images} images this run in {self.wall_s:.1f} s ({self.images_per_s:.2f} images/s "
+            f"end to end; {self.actor_images_per_s:.2f} images/s per actor while sampling)",
+            f"dataset: {self.total} images in {self.shards} shards",
+            f"projected {self.hours_per_million:.1f} {self.accelerator}-hours per million images at the "
+            f"measured per-actor rate ({self.accelerators:g} {self.accelerator} per actor)",
+        ]
+
+
+def check_complete(job: Job) -> int:
+    """The number of shards, once every one is committed."""
+    from synthface_ray.data.faces import shard_name
+
+    total = int(job.plan.column(shards.SHARD)[-1].as_py()) + 1
+    missing = set(range(total)) - shards.committed(job.out)
+    if missing:
+        raise RuntimeError(f"{len(missing)} shard(s) are still missing after the run (e.g. "
+                           f"{shard_name(min(missing))}); re-run the same command to complete them")
+    return total
+
+
+def finish(job: Job, receipts: list[dict[str, Any]], wall_s: float, use_gpu: bool) -> tuple[dict, Summary]:
+    """Check every shard is committed, then publish ``manifest.json`` (last)."""
+    import pyarrow.parquet as pq
+
+    from synthface_ray.data.faces import publish_manifest, shard_name
+
+    total = check_complete(job)
+    mine = {r["shard"]: r for r in receipts}
+    files = [mine.get(k) or shards.read_receipt(job.out, k) for k in range(total)]
+    with job.out.fs.open_input_file(job.out.join(shard_name(0)).path) as fh:
+        schema = pq.read_schema(fh)
+    pool = job.cfg.pool
+    summary = Summary(images=sum(r["rows"] for r in receipts), wall_s=wall_s,
+                      busy_s=sum(r.get("gen_seconds", 0.0) for r in receipts),
+                      total=sum(f["rows"] for f in files), shards=total,
+                      accelerators=pool.gpus_per_actor if use_gpu else pool.cpus_per_actor,
+                      accelerator="GPU" if use_gpu else "CPU")
+    manifest = publish_manifest(
+        job.out, files, schema, kind="generated", job_fingerprint=job.fingerprint, content=job.content,
+        models={"generator": job.cfg.model.generator, "generator_id": job.model_id, "fr": job.cfg.model.fr},
+        counts={"planned": job.plan.num_rows, "rows": summary.total, "shards": total,
+                "identities": int(pa.compute.count_distinct(job.plan.column(IDENTITY_ID)).as_py())},
+        config=to_dict(job.cfg), last_run={"images": summary.images, "wall_s": round(wall_s, 3),
+                                           "busy_s": round(summary.busy_s, 3)})
+    return manifest, summary
