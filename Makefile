@@ -18,7 +18,7 @@ $(BIN)/synthface: pyproject.toml
 setup: $(BIN)/synthface  ## create .venv with the package (editable) and dev tools
 
 demo: setup  ## the main job on the embedded dataset
-	$(BIN)/synthface toyfaces --set output.overwrite=true
+	$(BIN)/synthface demo
 
 test: setup  ## lint + the whole test suite (what CI runs)
 	$(BIN)/ruff check .

@@ -27,6 +27,7 @@ COMMANDS = {
     "cka": "synthface_ray.commands.cka",
     "evaluate": "synthface_ray.commands.evaluate",
     "generate": "synthface_ray.commands.generate",
+    "demo": "synthface_ray.commands.demo",
 }
 
 #: errors a user can fix from the message alone: printed without a traceback, exit code 2

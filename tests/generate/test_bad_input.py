@@ -1,0 +1,108 @@
+"""``synthface generate`` refuses bad input before Ray starts, with a message naming the fix,
+and writes nothing (or, for an existing run, touches nothing)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from gen_helpers import gen_config
+
+from synthface_ray import cli, config, storage
+from synthface_ray.generate import pipeline
+
+
+def _argv(cfg, tmp_path, *extra):
+    path = tmp_path / "job.yaml"
+    path.write_text(config.dump_yaml(cfg))
+    return ["generate", "--config", str(path), *extra]
+
+
+def _fails(argv, capsys, message):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+
+
+def test_plan_missing_columns(gen_inputs, tmp_path, capsys):
+    pq.write_table(pq.read_table(gen_inputs["plan"]).drop(["seed", "negative_id"]), tmp_path / "bad.parquet")
+    cfg = gen_config(gen_inputs, tmp_path / "out", **{"input.plan": str(tmp_path / "bad.parquet")})
+    _fails(_argv(cfg, tmp_path), capsys, r"lacks column\(s\) \['negative_id', 'seed'\].*synthface plan")
+    assert not (tmp_path / "out").exists()
+
+
+def test_plan_with_duplicate_row_ids(gen_inputs, tmp_path, capsys):
+    plan = pq.read_table(gen_inputs["plan"])
+    halved = pa.array(plan.column("row_id").to_numpy() // 2)
+    pq.write_table(plan.set_column(0, "row_id", halved), tmp_path / "dup.parquet")
+    cfg = gen_config(gen_inputs, tmp_path / "out", **{"input.plan": str(tmp_path / "dup.parquet")})
+    _fails(_argv(cfg, tmp_path), capsys, "repeats row_id")
+
+
+@pytest.mark.parametrize("key,message", [("model.generator", "model.generator: model folder .* not found"),
+                                         ("model.fr", "model.fr: model folder .* not found")])
+def test_model_path_not_found(gen_inputs, tmp_path, capsys, key, message):
+    cfg = gen_config(gen_inputs, tmp_path / "out", **{key: str(tmp_path / "nope")})
+    _fails(_argv(cfg, tmp_path), capsys, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_identities_outside_a_class_generator_are_refused(gen_inputs, tmp_path, capsys):
+    from synthface_ray.data.identities import identities_table
+    from synthface_ray.mining.plan import plan_rows
+
+    pq.write_table(plan_rows([3, 42], 1), tmp_path / "p.parquet")
+    emb = np.eye(16, dtype=np.float32)[:2]
+    pq.write_table(identities_table(np.array([3, 42]), emb, "random"), tmp_path / "i.parquet")
+    cfg = gen_config(gen_inputs, tmp_path / "out", **{"input.plan": str(tmp_path / "p.parquet"),
+                                                       "input.identities": str(tmp_path / "i.parquet")})
+    _fails(_argv(cfg, tmp_path), capsys, r"\[42\] are outside the class-conditioned generator's table \(0..9\)")
+
+
+def test_output_of_another_job_is_refused_unless_overwrite(gen_inputs, tmp_path, capsys):
+    first = gen_config(gen_inputs, tmp_path / "out")
+    pipeline.open_output(pipeline.prepare(first))  # claims the folder (job.json), as a run does
+    job_file = tmp_path / "out" / "run" / "job.json"
+    before = job_file.read_bytes()
+    other = gen_config(gen_inputs, tmp_path / "out")
+    other.sampler["steps"] = 4
+    _fails(_argv(other, tmp_path), capsys, r"different settings \(sampler\).*new output.name.*overwrite")
+    assert job_file.read_bytes() == before
+    job = pipeline.prepare(other)
+    job.cfg.output.overwrite = True
+    pipeline.open_output(job)
+    assert storage.read_json(storage.resolve(str(job_file)))["content"]["sampler"]["steps"] == 4
+
+
+def test_s3_unreachable(gen_inputs, tmp_path, capsys):
+    cfg = gen_config(gen_inputs, "s3://bucket/gen", **{"storage.endpoint_url": "http://127.0.0.1:9"})
+    _fails(_argv(cfg, tmp_path), capsys, r"cannot write to s3://bucket/gen/run: .*endpoint_url is reachable")
+
+
+def test_s3_wrong_credentials(gen_inputs, s3, tmp_path, capsys, monkeypatch):
+    from moto import settings
+
+    store, bucket = s3
+    monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # moto now checks credentials
+    cfg = gen_config(gen_inputs, f"{bucket}/gen", **{"storage.endpoint_url": store.endpoint_url})
+    _fails(_argv(cfg, tmp_path), capsys, r"cannot write to s3://.*(InvalidAccessKeyId|ACCESS_DENIED|403).*credentials")
+
+
+def test_pools_that_starve_the_encode_tasks_are_refused():
+    from synthface_ray.generate.config import Config
+
+    cfg = config.load(Config, None, ["pool.actors=2", "pool.cpus_per_actor=1"])
+    with pytest.raises(config.ConfigError, match="claim 2 CPUs.*lower pool.actors"):
+        pipeline.check_resources(cfg, False, {"CPU": 2.0}, single_node=True)
+    pipeline.check_resources(cfg, False, {"CPU": 2.0}, single_node=False)  # a cluster may add nodes
+    with pytest.raises(config.ConfigError, match="no GPU"):
+        pipeline.check_resources(config.load(Config, None, ["pool.device=cuda"]), True, {"CPU": 2.0}, True)
+
+
+def test_unknown_sampler_key_is_refused_on_load(tmp_path, capsys):
+    path = tmp_path / "g.yaml"
+    path.write_text("sampler: {recipe: cfg, stepz: 3}\n")
+    _fails(["generate", "--config", str(path)], capsys, "stepz")
