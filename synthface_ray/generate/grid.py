@@ -65,7 +65,8 @@ def render(loc: Location, plan: pa.Table, identities: int, images: int, mixes: i
     width = lead + max(len(smp) for _, smp in layout)
     sheet = Image.new("RGB", (width * cell, len(layout) * cell), (255, 255, 255))
     for y, (src, smp) in enumerate(layout):
-        cells = [(x, r) for x, r in enumerate(src)] + [(lead + x, r) for x, r in enumerate(smp)]
+        offset = lead if src else 0  # plain identities start at the left edge
+        cells = [(x, r) for x, r in enumerate(src)] + [(offset + x, r) for x, r in enumerate(smp)]
         for x, r in cells:
             if r in pix:
                 tile = Image.fromarray(pix[r]).resize((cell, cell), Image.Resampling.NEAREST)

@@ -86,3 +86,20 @@ def test_a_folder_that_is_not_a_generation_run_is_never_emptied_without_overwrit
     with pytest.raises(FileExistsError, match="not a generation run"):
         shards.check_job(loc, _job(), overwrite=False)
     assert (tmp_path / "run" / "precious.parquet").exists()
+
+
+def test_grid_rows_show_identities_then_mixes_beside_their_sources():
+    from synthface_ray.generate.grid import grid_rows
+
+    plan = plan_rows([0, 1, 2], 3, mixes=[(9, [0, 2], [0.5, 0.5])], images_per_mix=2)
+    rows = grid_rows(plan, identities=2, images=2, mixes=1)
+    assert rows == [([], [0, 1]), ([], [3, 4]), ([0, 6], [9, 10])]  # sources: first plain row of 0 and 2
+
+
+def test_summary_projects_accelerator_hours_per_million_from_the_per_actor_rate():
+    from synthface_ray.generate.pipeline import Summary
+
+    s = Summary(images=100, wall_s=20.0, busy_s=50.0, total=100, shards=4, accelerators=0.5, accelerator="GPU")
+    assert s.images_per_s == 5.0 and s.actor_images_per_s == 2.0
+    assert s.hours_per_million == pytest.approx(1e6 / 2.0 / 3600 * 0.5)
+    assert "69.4 GPU-hours per million" in " ".join(s.lines())
