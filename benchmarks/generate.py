@@ -10,7 +10,8 @@ Three measurements, each images / wall seconds over the same plan, sampler and m
   local Ray of all cores (started once, outside the timings).
 
 Printed ratios: pipeline(1 actor) / bare(1 thread) (the pipeline's overhead on one core),
-pipeline(2 actors) / bare(2 threads) (the same cores; target >= 0.9), and 2 actors / 1 actor.
+pipeline(2 actors) / the better bare loop (the same cores, whichever thread count the bare loop
+does best with; target >= 0.9), and 2 actors / 1 actor.
 The models are the tiny generator of jobs/train_generator.yaml and a width-16 IResNet-18 with
 random weights (cost does not depend on the weights). Timings include loading the models in the
 actors; they exclude Ray's start.
@@ -129,7 +130,7 @@ def main() -> None:
     print(f"pipeline, 1 actor:     {one:.2f} images/s")
     print(f"pipeline, 2 actors:    {two:.2f} images/s")
     print(f"ratio pipeline(1 actor) / bare(1 thread):   {one / bare1:.2f}")
-    print(f"ratio pipeline(2 actors) / bare(2 threads): {two / bare2:.2f}  (target >= 0.9)")
+    print(f"ratio pipeline(2 actors) / best bare loop:  {two / max(bare1, bare2):.2f}  (target >= 0.9)")
     print(f"ratio 2 actors / 1 actor:                   {two / one:.2f}")
 
 

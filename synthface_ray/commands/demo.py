@@ -1,7 +1,7 @@
 """``synthface demo``: the main job on the embedded ToyFaces data, every stage on one local Ray:
 ToyFaces -> FR training -> generator training -> identities and mining -> plan -> generation
 with a composite recipe -> evaluation. Each stage is the real command with the settings of
-``jobs/demo/*.yaml``; a stage whose output is complete is reused, so a re-run resumes."""
+``synthface_ray/demo_jobs/*.yaml``; a stage whose output is complete is reused, so a re-run resumes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from synthface_ray import config, storage
 from synthface_ray.config import check_range
 
-HELP = "the main job on the embedded ToyFaces data: train FR + generator, mine, generate, evaluate (~15 min on 2 cores)"
+HELP = "the main job on the embedded ToyFaces data: train FR + generator, mine, generate, evaluate"
 EXAMPLES = """\
   synthface demo                                    # everything under runs/demo
   synthface demo --set demo.root=/tmp/demo --set demo.fresh=true
@@ -25,13 +25,12 @@ SHORTCUTS = {"--root": "demo.root"}
 class DemoSection:
     """``root``: every output goes under it; ``fresh``: delete the previous demo outputs first
     (else complete stages are reused); ``configs``: the folder of the stage configs (null = the
-    ones shipped with the package, the same as ``jobs/demo/``); ``recipe``: the composite
-    sampler of the generation stage."""
+    ones shipped with the package in ``synthface_ray/demo_jobs``); ``actors``: generator actors
+    of the generation stage."""
 
     root: str = "runs/demo"
     fresh: bool = False
     configs: str | None = None
-    recipe: str = "scoremix_adaptdiff_uiface"
     actors: int = 2
 
     def __post_init__(self) -> None:
@@ -72,7 +71,7 @@ def stages(demo: DemoSection) -> list[Stage]:
         Stage("generate", "generate.yaml", (
             f"input.plan={r}/plan.parquet", f"input.identities={r}/identities.parquet",
             f"model.generator={r}/train/generator/export", f"model.fr={r}/train/fr/export",
-            f"output.path={r}/generated", f"sampler.recipe={demo.recipe}", f"pool.actors={demo.actors}"),
+            f"output.path={r}/generated", f"pool.actors={demo.actors}"),
               "generated/demo/manifest.json"),
         Stage("evaluate", "evaluate.yaml", (f"data.path={r}/generated/demo", f"model.path={r}/train/fr/export",
                                             f"output.path={r}/report"), "report/report.md"),
