@@ -22,7 +22,7 @@ __all__ = ["Config", "run"]
 
 def _dry_run(job) -> int:
     cfg = job.cfg
-    n_shards = int(job.plan.column("shard")[-1].as_py()) + 1
+    n_shards = job.shard_count
     print_dry_run("generate", cfg, [
         f"{job.plan.num_rows} planned images of {job.shape[1]}x{job.shape[2]} in {n_shards} shards of "
         f"<= {cfg.output.rows_per_file} rows -> {job.out.uri}",
@@ -41,18 +41,15 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     if dry_run:
         return _dry_run(job)
     pipeline.open_output(job)
-    n_shards = int(job.plan.column(shards.SHARD)[-1].as_py()) + 1
+    n_shards = job.shard_count
     if not job.todo and storage.exists(job.out.join(MANIFEST)):
         print(f"{job.out.uri} is complete ({job.plan.num_rows} images in {n_shards} shards): nothing to do")
         return 0
     if job.resumed:
         print(f"resuming {job.out.uri}: {n_shards - len(job.todo)} of {n_shards} shards already committed")
     start = time.perf_counter()
-    receipts = pipeline.execute(job) if job.todo else []
+    receipts, use_gpu = pipeline.execute(job) if job.todo else ([], False)
     wall = time.perf_counter() - start
-    import ray
-
-    use_gpu = pipeline.resolve_use_gpu(cfg, ray.cluster_resources()) if ray.is_initialized() else False
     pipeline.check_complete(job)
     where = []
     if cfg.grid.enabled:

@@ -44,6 +44,10 @@ class Job:
     todo: list[int] = field(default_factory=list)
 
     @property
+    def shard_count(self) -> int:
+        return int(self.plan.column(shards.SHARD)[-1].as_py()) + 1
+
+    @property
     def fingerprint(self) -> str:
         return shards.fingerprint(self.content)
 
@@ -188,8 +192,7 @@ def open_output(job: Job) -> None:
         raise OSError(f"cannot write to {job.out.uri}: {exc}. Check that storage.endpoint_url is "
                       "reachable and the credentials (storage.profile, AWS_ACCESS_KEY_ID/"
                       "AWS_SECRET_ACCESS_KEY or the instance role) may write to the bucket") from None
-    total = int(job.plan.column(shards.SHARD)[-1].as_py()) + 1
-    job.todo = sorted(set(range(total)) - done)
+    job.todo = sorted(set(range(job.shard_count)) - done)
 
 
 def check_resources(cfg: Config, use_gpu: bool, cluster: dict[str, float], single_node: bool) -> None:
@@ -258,8 +261,9 @@ def resolve_use_gpu(cfg: Config, cluster: dict[str, float]) -> bool:
     return cfg.pool.device == "cuda" or (cfg.pool.device == "auto" and bool(cluster.get("GPU")))
 
 
-def execute(job: Job) -> list[dict[str, Any]]:
-    """Run the pipeline over ``job.todo``; returns this run's shard receipts."""
+def execute(job: Job) -> tuple[list[dict[str, Any]], bool]:
+    """Run the pipeline over ``job.todo``; returns this run's shard receipts and whether the
+    generator pool ran on GPUs."""
     import ray
 
     if not ray.is_initialized():
@@ -270,7 +274,7 @@ def execute(job: Job) -> list[dict[str, Any]]:
     receipts = []
     for block in build_dataset(job, use_gpu).iter_batches(batch_size=None, batch_format="pyarrow"):
         receipts.extend(block.to_pylist())
-    return receipts
+    return receipts, use_gpu
 
 
 @dataclass
@@ -316,7 +320,7 @@ def check_complete(job: Job) -> int:
     """The number of shards, once every one is committed."""
     from synthface_ray.data.faces import shard_name
 
-    total = int(job.plan.column(shards.SHARD)[-1].as_py()) + 1
+    total = job.shard_count
     missing = set(range(total)) - shards.committed(job.out)
     if missing:
         raise RuntimeError(f"{len(missing)} shard(s) are still missing after the run (e.g. "
