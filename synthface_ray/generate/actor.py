@@ -20,7 +20,7 @@ import pyarrow as pa
 from synthface_ray.generate import batch as gb
 from synthface_ray.generate import shards
 
-FAULT_DELAY_S = 3.0
+FAULT_WAIT_S = 120.0
 
 
 @dataclass
@@ -106,8 +106,9 @@ class GeneratorActor:
 
 def _maybe_fail(fault: dict | None, done: int) -> None:
     """Test-only fault injection (``fault`` section), on receiving a shard after ``after_shards``
-    done: raise, or SIGKILL this process. It waits ``FAULT_DELAY_S`` first so the shards already
-    done reach their commit (a failure fails the whole Ray Data execution at once)."""
+    done: raise, or SIGKILL this process. It first waits (up to ``FAULT_WAIT_S``) until
+    ``after_shards`` shards are committed under ``fault["out"]`` (the output's Location), since a
+    failure fails the whole Ray Data execution at once and the tests check a partial output."""
     if not fault or fault.get("after_shards") is None or done < fault["after_shards"]:
         return
     marker = fault.get("marker")
@@ -116,10 +117,16 @@ def _maybe_fail(fault: dict | None, done: int) -> None:
             return
         with open(marker, "w", encoding="utf-8") as fh:
             fh.write(str(os.getpid()))
-    time.sleep(FAULT_DELAY_S)
+    _wait_for_commits(fault.get("out"), fault["after_shards"])
     if fault.get("mode") == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     raise RuntimeError(f"injected failure after {done} shard(s) (fault.after_shards, for tests)")
+
+
+def _wait_for_commits(out, count: int) -> None:
+    deadline = time.monotonic() + FAULT_WAIT_S
+    while out is not None and len(shards.committed(out)) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 class FRScorer:

@@ -218,7 +218,7 @@ def _settings(job: Job, identities_ref) -> Any:
     from synthface_ray.generate.actor import ActorSettings
 
     cfg = job.cfg
-    fault = to_dict(cfg.fault) if cfg.fault.after_shards is not None else None
+    fault = {**to_dict(cfg.fault), "out": job.out} if cfg.fault.after_shards is not None else None
     return ActorSettings(run=cfg.output.name, generator=cfg.model.generator, fr=cfg.model.fr,
                          sampler=cfg.sampler, identities_ref=identities_ref,
                          micro_batch=cfg.pool.micro_batch, device=cfg.pool.device,
