@@ -27,6 +27,7 @@ COMMANDS = {
     "cka": "synthface_ray.commands.cka",
     "evaluate": "synthface_ray.commands.evaluate",
     "generate": "synthface_ray.commands.generate",
+    "tune": "synthface_ray.commands.tune",
     "demo": "synthface_ray.commands.demo",
 }
 

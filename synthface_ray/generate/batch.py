@@ -144,10 +144,14 @@ def resize_pixels(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.Resampling.BICUBIC)) for p in pixels])
 
 
+def image_embeddings(embedder, pixels: np.ndarray) -> np.ndarray:
+    """Unit FR embeddings of uint8 NHWC images (resized to the FR model's input size)."""
+    return embedder(resize_pixels(pixels, embedder.config.input_size))
+
+
 def score_batch(embedder, batch: pa.Table, identities: IdentityTable, size: int) -> pa.Table:
     """Adds ``fr_cosine``: the cosine between each image's FR embedding and its identity's."""
-    images = resize_pixels(pixel_array(batch, size), embedder.config.input_size)
-    cos = (embedder(images) * reference_embeddings(batch, identities)).sum(1)
+    cos = (image_embeddings(embedder, pixel_array(batch, size)) * reference_embeddings(batch, identities)).sum(1)
     return batch.append_column(FR_COSINE, pa.array(cos.astype(np.float32), pa.float32()))
 
 
@@ -188,5 +192,6 @@ def sampler_json(sampler) -> str:
 
 __all__ = [
     "FR_COSINE", "IdentityTable", "PLAN_COLUMNS", "conditions", "context_lookup", "encode", "faces_rows",
+    "image_embeddings",
     "pixel_array", "reference_embeddings", "sample_batch", "sampler_json", "score_batch", "to_pixels",
 ]
