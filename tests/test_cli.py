@@ -121,7 +121,7 @@ def test_dry_run_never_prints_credentials(capsys):
 
 
 def test_every_job_yaml_loads_with_its_command():
-    """jobs/*.yaml and the demo's stage configs name their command on line 1
+    """jobs/*.yaml, the demo's stage configs and tuning/*.yaml name their command on line 1
     (`# synthface COMMAND --config ...`) and parse into its config type."""
     import pathlib
     import re
@@ -129,8 +129,9 @@ def test_every_job_yaml_loads_with_its_command():
     from synthface_ray import config
 
     root = pathlib.Path(__file__).parent.parent
-    jobs = sorted((root / "jobs").glob("*.yaml")) + sorted((root / "synthface_ray" / "demo_jobs").glob("*.yaml"))
-    assert len(jobs) >= 16
+    jobs = (sorted((root / "jobs").glob("*.yaml")) + sorted((root / "synthface_ray" / "demo_jobs").glob("*.yaml"))
+            + sorted((root / "tuning").glob("*.yaml")))
+    assert len(jobs) >= 17
     for job in jobs:
         match = re.match(r"# synthface (\S+) --config", job.read_text().splitlines()[0])
         assert match and match.group(1) in cli.COMMANDS, job.name
