@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # several GB of CUDA packages. On a GPU box: make setup TORCH="torch==2.13.0 --index-url ..."
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo tune test lint bench clean
 
 $(BIN)/synthface: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ setup: $(BIN)/synthface  ## create .venv with the package (editable) and dev too
 
 demo: setup  ## the main job on the embedded dataset
 	$(BIN)/synthface demo
+
+tune: setup  ## the demo's Ray Tune sweep (after `make demo`): ScoreMix lambda x AdaptDiff w_max, ASHA
+	$(BIN)/synthface tune --config tuning/demo_lambda_wmax.yaml
 
 test: setup  ## lint + the whole test suite (what CI runs)
 	$(BIN)/ruff check .

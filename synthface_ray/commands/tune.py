@@ -141,13 +141,15 @@ def write_outputs(cfg: Config, job, dims, rows, exp: storage.Location) -> list[s
         storage.atomic_write_bytes(exp.join(name), buf.getvalue())
     best = results.best_rows(table, cfg)
     ylabel = next(iter(cfg.objective.multi)) if cfg.objective.is_multi else "objective"
+    title = ylabel if cfg.objective.is_multi else (
+        f"objective: {cfg.objective.metric if not cfg.objective.weights else 'weighted sum'} ({cfg.objective.mode})")
     best_ids = {r["trial_id"] for r in best}
     scored = [r for r in table.to_pylist() if isinstance(r.get(ylabel), (int, float))]
     for dim in dims if scored else []:
         xs = [r[f"param:{dim.path}"] for r in scored]
         kinds = ["best" if r["trial_id"] in best_ids else r["status"] for r in scored]
         kinds = [k if k in ("best", "completed") else "stopped" for k in kinds]
-        png = knob_png(xs, [r[ylabel] for r in scored], kinds, dim.path, ylabel, log=dim.kind == "loguniform")
+        png = knob_png(xs, [r[ylabel] for r in scored], kinds, dim.path, title, log=dim.kind == "loguniform")
         storage.atomic_write_bytes(exp.join("plots", f"{dim.path}.png"), png)
     lines = results.summary_lines(table, best, cfg)
     if cfg.objective.is_multi and best:

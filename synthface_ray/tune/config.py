@@ -103,7 +103,7 @@ class ProtocolSection:
 class ObjectiveSection:
     """``metric`` + ``mode``; or ``weights`` (metric -> weight) whose weighted sum is the
     objective, with ``mode``; or ``multi`` (metric -> min|max): a multi-objective Optuna sweep
-    whose Pareto front is reported."""
+    whose Pareto front is reported. ``metric`` is ignored when ``weights`` or ``multi`` is given."""
 
     metric: str | None = "eer"
     mode: str = "min"
@@ -115,6 +115,8 @@ class ObjectiveSection:
         given = [k for k in ("weights", "multi") if getattr(self, k)]
         if len(given) > 1:
             raise ConfigError("objective: give weights or multi, not both")
+        if not given and self.metric is None:
+            raise ConfigError("objective: give metric (with mode), weights or multi")
         names = list(self.weights or self.multi or [self.metric])
         for name in names:
             if name not in METRICS:
@@ -130,10 +132,11 @@ class ObjectiveSection:
         return bool(self.multi)
 
     def value(self, metrics: dict[str, float]) -> float:
-        """The scalar objective of a trial's metrics (the metric itself, or the weighted sum)."""
+        """The scalar objective of a trial's metrics: the metric itself, the weighted sum, or
+        (``multi``) the first objective, for display; the Pareto front uses all of them."""
         if self.weights:
             return float(sum(w * metrics[name] for name, w in self.weights.items()))
-        return float(metrics[self.metric])
+        return float(metrics[next(iter(self.multi)) if self.multi else self.metric])
 
 
 @dataclass

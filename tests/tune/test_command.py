@@ -147,3 +147,21 @@ def test_an_output_holding_another_sweep_is_refused(sweep, tmp_path):
     (exp / "sweep.json").write_text(json.dumps({"space": {}}))
     with pytest.raises(FileExistsError, match="holds another sweep"):
         tune.open_sweep(sweep(), config.load(generate.Config, sweep().job))
+
+
+def test_a_multi_objective_optuna_sweep_reports_its_pareto_front(ray_local, sweep, capsys):
+    cfg = sweep(**{"search.samples": 3, "search.algorithm": "optuna", "search.scheduler": "fifo",
+                   "objective.multi": "{eer: min, diversity_fr: max}"})
+    assert tune.run(cfg) == 0
+    exp = Path(cfg.output.path) / cfg.output.name
+    table = pq.read_table(exp / "results.parquet").to_pylist()
+    import pyarrow.csv as pacsv
+
+    front = pacsv.read_csv(exp / "pareto.csv").to_pylist()
+    assert len(table) == 3 and 1 <= len(front) <= 3
+    ids = {r["trial_id"] for r in front}
+    for r in table:  # the front is exactly the non-dominated completed trials
+        dominated = any(o["eer"] <= r["eer"] and o["diversity_fr"] >= r["diversity_fr"]
+                        and (o["eer"] < r["eer"] or o["diversity_fr"] > r["diversity_fr"]) for o in table)
+        assert (r["trial_id"] in ids) == (not dominated)
+    assert "pareto" in capsys.readouterr().out

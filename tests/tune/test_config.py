@@ -31,6 +31,7 @@ def test_protocols_that_cannot_make_a_rung_are_refused(section, message):
     ({"multi": {"eer": "min"}}, "at least 2 metrics"),
     ({"multi": {"eer": "min", "diversity_fr": "up"}}, "objective.multi.diversity_fr"),
     ({"mode": "minimise"}, "objective.mode"),
+    ({"metric": None}, "give metric"),
 ])
 def test_objectives_over_unknown_metrics_are_refused(objective, message):
     with pytest.raises(ConfigError, match=message):

@@ -60,6 +60,8 @@ class Embedder:
     def __call__(self, images: torch.Tensor | np.ndarray, batch_size: int = 256) -> np.ndarray:
         """``images``: float (B, 3, S, S) in [-1, 1], or uint8 (B, S, S, 3) pixels -> float32
         (B, embedding_dim) with unit L2 norm."""
+        if isinstance(images, np.ndarray) and not images.flags.writeable:
+            images = images.copy()  # e.g. pixels viewed from Arrow buffers: torch wants writable memory
         x = pixels_to_model(torch.as_tensor(images))
         out = [F.normalize(self.model(chunk.to(self.device, torch.float32)).float(), dim=1).cpu()
                for chunk in x.split(batch_size)]
