@@ -37,6 +37,7 @@ bench: setup  ## benchmarks/*.py; record results in docs/BENCHMARKS.md
 	$(BIN)/python benchmarks/sampler.py
 	$(BIN)/python benchmarks/mining.py
 	$(BIN)/python benchmarks/evaluation.py
+	$(BIN)/python benchmarks/generate.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
