@@ -35,13 +35,14 @@ class Dimension:
     values: tuple
 
     @property
-    def extremes(self) -> tuple:
-        """The values that must all be valid settings (both bounds, or every candidate)."""
+    def probes(self) -> tuple:
+        """Values that must all be valid settings: every candidate; for a range both bounds and
+        a float inside it (an integer key cannot take a continuous range)."""
+        if self.kind in ("uniform", "loguniform"):
+            lo, hi = self.values
+            mid = math.sqrt(lo * hi) if self.kind == "loguniform" else (lo + hi) / 2
+            return (lo, hi, float(mid))
         return self.values
-
-    @property
-    def numeric(self) -> bool:
-        return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values)
 
 
 def _check_bounds(path: str, kind: str, values: list) -> None:
@@ -116,11 +117,12 @@ def check_space(dims: list[Dimension], sampler: Mapping[str, Any], plan: Any) ->
                 raise ConfigError(f"space.{dim.path}: unknown parameter path ('{part}' is not a "
                                   f"{root} key; allowed here: {allowed})")
             node = node[part]
-        for value in dim.extremes:
+        for value in dim.probes:
             try:
                 apply_params(sampler, plan, {dim.path: value})
             except ConfigError as exc:
-                raise ConfigError(f"space.{dim.path}: value {value!r} is not allowed: {exc}") from None
+                hint = " (an integer key: use choice or grid)" if "must be an integer" in str(exc) else ""
+                raise ConfigError(f"space.{dim.path}: value {value!r} is not allowed{hint}: {exc}") from None
 
 
 def to_tune(dim: Dimension) -> Any:

@@ -53,6 +53,7 @@ def test_malformed_spaces_are_refused_with_the_reason(space, message):
     ({"sampler.negative.schedule": {"choice": ["linear", "cubic"]}}, "value 'cubic' is not allowed"),
     ({"plan.mix_lambda": {"uniform": [0.5, 1.5]}}, r"value 1.5 is not allowed.*plan.mix_lambda"),
     ({"plan.negative": {"choice": ["far", "nearest"]}}, "value 'nearest' is not allowed"),
+    ({"sampler.steps": {"uniform": [5, 21]}}, r"value 13.0 is not allowed \(an integer key: use choice or grid\)"),
 ])
 def test_unknown_paths_and_invalid_values_are_refused_before_any_trial(space, message):
     with pytest.raises(ConfigError, match=message):
