@@ -15,6 +15,7 @@ up the latest checkpoint there (``ray.train.get_checkpoint``), including after a
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import math
@@ -213,12 +214,29 @@ def _setup(task: TrainTask, loop_config: dict[str, Any]):
     session = task.session(cfg, loop_config["facts"], rank, world, device, precision)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
+        with _checkpoint_directory(checkpoint, rank) as directory:
             session.load(directory)
         if rank == 0:
             print(f"resumed from the checkpoint at step {session.step}", flush=True)
     monitor = Monitor(cfg.run_dir(), session.step) if rank == 0 else None
     return session, monitor
+
+
+@contextlib.contextmanager
+def _checkpoint_directory(checkpoint, rank: int):
+    """A local directory holding ``checkpoint``: its own path when it is on the local
+    filesystem, else a per-rank download. (``Checkpoint.as_directory`` downloads a remote
+    checkpoint into one temp dir shared by the node's workers under a non-blocking lock; measured
+    here, two ranks on one node raced on it: "Checkpoint directory ... does not exist, even though
+    it should have been created by another process".)"""
+    import pyarrow.fs as pafs
+
+    if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
+        yield checkpoint.path
+        return
+    with tempfile.TemporaryDirectory(prefix=f"synthface-checkpoint-rank{rank}-") as directory:
+        checkpoint.to_directory(directory)
+        yield directory
 
 
 def _inject_failure(step: int) -> None:
