@@ -106,7 +106,7 @@ def collect(cfg: Config, embedder):
     from synthface_ray.data import faces
     from synthface_ray.data.loader import iter_training_batches
     from synthface_ray.data.transforms import from_model_range
-    from synthface_ray.evaluate.report import EvaluationInputs
+    from synthface_ray.evaluate.report import EvaluationInputs, first_per_label
 
     cap, taken = cfg.diversity.pixel_max_per_class, {}
     embs, labels, pixels, pixel_labels = [], [], [], []
@@ -116,11 +116,7 @@ def collect(cfg: Config, embedder):
             embs.append(embedder(batch["image"], cfg.model.batch_size))
             lab = batch["label"].numpy()
             labels.append(lab)
-            keep = []
-            for i, x in enumerate(lab.tolist()):
-                if taken.get(x, 0) < cap:
-                    taken[x] = taken.get(x, 0) + 1
-                    keep.append(i)
+            keep = first_per_label(lab, taken, cap)
             pixels.append(from_model_range(batch["image"][keep].numpy()))
             pixel_labels.append(lab[keep])
             bar.update(len(lab))

@@ -26,6 +26,17 @@ class EvaluationInputs:
     fr_cosine: np.ndarray | None = None
 
 
+def first_per_label(labels, taken: dict, cap: int) -> list[int]:
+    """Positions of ``labels`` among the first ``cap`` images of their identity, counting in
+    ``taken`` (updated) across calls: the pixel sample the diversity metrics use, in row order."""
+    keep = []
+    for i, label in enumerate(labels.tolist()):
+        if taken.get(label, 0) < cap:
+            taken[label] = taken.get(label, 0) + 1
+            keep.append(i)
+    return keep
+
+
 def _finite(value: Any) -> Any:
     """JSON-safe: infinities and NaN become strings."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -37,9 +37,8 @@ def best_jobs(job, cfg: Config, params: dict[str, Any], folder: storage.Location
     gen.input.plan = folder.join("plan.parquet").uri
     gen.output.path, gen.output.name, gen.output.overwrite = folder.uri, "generated", False
     gen.fault = type(gen.fault)()
-    ev = evaluation_config(cfg, data=folder.join("generated").uri, report=folder.join("report").uri)
-    ev.model.path = job.model.fr
-    return gen, ev
+    return gen, evaluation_config(cfg, job.model.fr, data=folder.join("generated").uri,
+                                  report=folder.join("report").uri)
 
 
 def export_best(job, cfg: Config, row: dict[str, Any], sweep: storage.Location) -> storage.Location:

@@ -159,11 +159,9 @@ class Collected:
     taken: dict[int, int] = field(default_factory=dict)
 
     def add(self, labels: np.ndarray, emb: np.ndarray, cos: np.ndarray, pixels: np.ndarray) -> None:
-        keep = []
-        for i, label in enumerate(labels.tolist()):
-            if self.taken.get(label, 0) < self.cap:
-                self.taken[label] = self.taken.get(label, 0) + 1
-                keep.append(i)
+        from synthface_ray.evaluate.report import first_per_label
+
+        keep = first_per_label(labels, self.taken, self.cap)
         for key, value in (("emb", emb), ("labels", labels), ("cos", cos), ("pix", pixels[keep]),
                            ("pix_labels", labels[keep])):
             self.parts[key].append(value)

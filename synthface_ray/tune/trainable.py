@@ -42,14 +42,13 @@ class TrialSpec:
         run_trial(models, resolve(sampler), knobs, self.protocol, self.evaluation, with_objective)
 
 
-def evaluation_config(cfg: Config, data: str = "", report: str = ""):
+def evaluation_config(cfg: Config, model: str, data: str = "", report: str = ""):
     """The ``synthface evaluate`` config a trial scores with (and the exported job uses)."""
     from synthface_ray.commands.evaluate import Config as EvaluateConfig
 
     ev = EvaluateConfig(separability=cfg.separability, verification=cfg.verification,
                         diversity=cfg.diversity, uniqueness=cfg.uniqueness, storage=cfg.storage)
-    ev.data.path, ev.output.path, ev.output.overwrite = data, report, True
-    ev.model.path = ""
+    ev.model.path, ev.data.path, ev.output.path, ev.output.overwrite = model, data, report, True
     return ev
 
 
@@ -68,9 +67,8 @@ def make_spec(cfg: Config, job) -> TrialSpec:
     job = copy.deepcopy(job)
     job.model.generator, job.model.fr = _absolute(job.model.generator), _absolute(job.model.fr)
     job.input.identities = _absolute(job.input.identities)
-    ev = evaluation_config(cfg)
-    ev.model.path = job.model.fr
-    return TrialSpec(job, cfg.plan, cfg.protocol, ev, cfg.objective, cfg.resources.threads())
+    return TrialSpec(job, cfg.plan, cfg.protocol, evaluation_config(cfg, job.model.fr), cfg.objective,
+                     cfg.resources.threads())
 
 
 def _report(metrics: dict[str, Any]) -> None:
