@@ -29,11 +29,12 @@ COMMANDS = {
     "generate": "synthface_ray.commands.generate",
     "tune": "synthface_ray.commands.tune",
     "demo": "synthface_ray.commands.demo",
+    "submit": "synthface_ray.commands.submit",
 }
 
 #: errors a user can fix from the message alone: printed without a traceback, exit code 2
 USER_ERRORS: tuple[type[BaseException], ...] = (config.ConfigError, FileNotFoundError, FileExistsError,
-                                                 ValueError, OSError)
+                                                 ValueError, OSError)  # OSError: Permission/ConnectionError too
 
 
 def _module(name: str) -> ModuleType:
