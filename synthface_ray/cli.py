@@ -29,6 +29,7 @@ COMMANDS = {
     "generate": "synthface_ray.commands.generate",
     "tune": "synthface_ray.commands.tune",
     "demo": "synthface_ray.commands.demo",
+    "pipeline": "synthface_ray.commands.pipeline",
     "submit": "synthface_ray.commands.submit",
 }
 

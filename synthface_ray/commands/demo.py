@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from synthface_ray import config, storage
+from synthface_ray.commands.pipeline import Step, load_steps, run_steps
 from synthface_ray.config import check_range
 
 HELP = "the main job on the embedded ToyFaces data: train FR + generator, mine, generate, evaluate"
@@ -84,16 +85,10 @@ def config_folder(demo: DemoSection) -> Path:
     return Path(str(resources.files("synthface_ray") / "demo_jobs"))
 
 
-def _run_stage(stage: Stage, folder: Path) -> float:
-    from synthface_ray import cli
-
-    mod = cli._module(stage.command)
-    cfg = config.load(mod.Config, str(folder / stage.config), list(stage.sets))
-    start = time.perf_counter()
-    code = int(mod.run(cfg) or 0)
-    if code:
-        raise RuntimeError(f"demo stage {stage.command} failed with exit code {code}")
-    return time.perf_counter() - start
+def steps(demo: DemoSection, folder: Path) -> list[Step]:
+    """The stages as pipeline steps (config files from ``folder``, done markers under the root)."""
+    r = demo.root.rstrip("/")
+    return [Step(s.command, str(folder / s.config), list(s.sets), f"{r}/{s.done}") for s in stages(demo)]
 
 
 def _fresh(root: str) -> None:
@@ -114,13 +109,8 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         return 0
     if demo.fresh:
         _fresh(demo.root)
-    start, timings = time.perf_counter(), []
-    for i, stage in enumerate(plan, 1):
-        if Path(demo.root, stage.done).exists():
-            print(f"\n== demo {i}/{len(plan)}: {stage.command}: complete, reused ({Path(demo.root, stage.done)})")
-            continue
-        print(f"\n== demo {i}/{len(plan)}: {stage.command} ({time.perf_counter() - start:.0f} s so far)", flush=True)
-        timings.append((stage.command, _run_stage(stage, folder)))
+    start = time.perf_counter()
+    timings = run_steps(load_steps(steps(demo, folder), demo.root), None, "demo")
     total = time.perf_counter() - start
     r = demo.root.rstrip("/")
     print(f"\n== demo finished in {total / 60:.1f} min: " + ", ".join(f"{c} {t:.0f} s" for c, t in timings))
