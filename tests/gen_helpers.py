@@ -38,3 +38,30 @@ def gen_config(inputs, out, name="run", **overrides):
     cfg = config.load(Config, None, sets)
     cfg.sampler = dict(SAMPLER)
     return cfg
+
+
+def make_gen_inputs(root, images_per_identity: int = 4, images_per_mix: int = 2) -> dict:
+    """Tiny real models and inputs under ``root``: an untrained class-conditioned generator
+    (16x16, 10 identities), an untrained FR backbone (32x32 input), an identities table of its
+    16-d space and a plan with plain rows, two ScoreMix pairs and negatives."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from synthface_ray.data.identities import identities_table
+    from synthface_ray.mining.plan import plan_rows
+    from synthface_ray.models.recognition.embedder import save_backbone
+    from synthface_ray.models.recognition.iresnet import BackboneConfig, build_backbone
+
+    generator = save_generator(root / "generator")
+    torch.manual_seed(0)
+    fr_cfg = BackboneConfig(input_size=32, width=4, embedding_dim=16)
+    fr = str(save_backbone(build_backbone(fr_cfg).eval(), fr_cfg, root / "fr"))
+    emb = np.random.default_rng(0).standard_normal((10, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    pq.write_table(identities_table(np.arange(10), emb, "class_center"), root / "ids.parquet")
+    plan = plan_rows(np.arange(10), images_per_identity, negative_of={i: (i + 5) % 10 for i in range(10)},
+                     mixes=[(100, [0, 1], [0.5, 0.5]), (101, [2, 7], [0.5, 0.5])],
+                     images_per_mix=images_per_mix, seed=3)
+    pq.write_table(plan, root / "plan.parquet")
+    return {"generator": generator, "fr": fr, "identities": str(root / "ids.parquet"),
+            "plan": str(root / "plan.parquet"), "root": root, "rows": plan.num_rows}

@@ -4,7 +4,9 @@
 Dashboard metrics (``ray.util.metrics``, tag ``run``): ``synthface_images_generated`` (counter,
 also tagged ``actor``), ``synthface_images_per_second`` (gauge per actor: the last shard's
 rate), ``synthface_generation_failures`` (counter, tagged ``stage``), ``synthface_generator_actors``
-(gauge per actor: 1 while alive), ``synthface_shards_committed`` (counter).
+(gauge per actor: 1 while it works; Ray drops a gauge series ~20 s after its last update, so
+the gauges exist only while shards are being generated), ``synthface_shards_committed`` (counter).
+Prometheus names: ``ray_`` prefix, ``_total`` suffix for counters (clusters/grafana).
 """
 
 from __future__ import annotations
@@ -87,9 +89,10 @@ class GeneratorActor:
         self.done = 0
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        _maybe_fail(self.settings.fault, self.done)
         start = time.perf_counter()
+        self.alive.set(1, tags=self.tags)  # re-set per shard: Ray drops a gauge ~20 s after its last set
         try:
+            _maybe_fail(self.settings.fault, self.done)
             out = gb.sample_batch(self.gen, table, self.sampler, self.identities,
                                   micro_batch=self.settings.micro_batch, device=self.device, dtype=self.dtype)
         except Exception:
