@@ -17,16 +17,15 @@ from gen_helpers import gen_config
 from synthface_ray import cli, config, storage
 
 pytestmark = pytest.mark.slow
+#: the gauges (generator_actors, images_per_second) vanish ~20 s after their last update, often
+#: before a tiny job's end: they are seen by docs/tools/dashboard_screenshot.py on a longer run
 COUNTERS = ("ray_synthface_images_generated_total", "ray_synthface_shards_committed_total")
-#: gauges: Ray drops a series ~20 s after its last update, so they are checked while the job runs
-GAUGES = ("ray_synthface_generator_actors", "ray_synthface_images_per_second")
 
 
-def write_job(folder: Path, gen_inputs, out: Path, name: str, steps: int | None = None) -> Path:
+def write_job(folder: Path, gen_inputs, out: Path, name: str, fault: dict | None = None) -> Path:
     """A generate job file (absolute input paths) inside the working_dir ``folder``."""
-    cfg = gen_config(gen_inputs, out, name=name)
-    if steps:
-        cfg.sampler["steps"] = steps
+    sets = {f"fault.{k}": v for k, v in (fault or {}).items()}
+    cfg = gen_config(gen_inputs, out, name=name, **sets)
     folder.mkdir(parents=True, exist_ok=True)
     job = folder / "generate.yaml"
     job.write_text(f"# synthface generate --config {job.name}\n" + config.dump_yaml(cfg))
@@ -90,29 +89,23 @@ def test_generation_job_runs_through_the_jobs_api_with_outputs_and_metrics(
     assert f"job {sid} already SUCCEEDED" in err and "ray job delete" in err
 
 
-def test_stopped_job_resubmitted_resumes_exactly_once(ray_head, gen_inputs, tmp_path, monkeypatch, capsys):
+def test_failed_job_resubmitted_resumes_exactly_once(ray_head, gen_inputs, tmp_path, monkeypatch, capsys):
+    """Attempt 1 fails after 2 committed shards (the test-only fault, armed once by a marker
+    file: the job file is the same for both attempts); the re-submission resumes it as -r2."""
     from ray.job_submission import JobSubmissionClient
 
     monkeypatch.setenv("RAY_AUTH_TOKEN", ray_head.token)
     out = tmp_path / "out"
-    job = write_job(tmp_path / "wd", gen_inputs, out, "resumed", steps=40)  # long enough to stop mid-run
+    job = write_job(tmp_path / "wd", gen_inputs, out, "resumed", fault={
+        "after_shards": 2, "mode": "raise", "marker": str(tmp_path / "fault-fired")})
     assert cli.main(submit(job, ray_head)) == 0
     sid = re.search(r"submitted (\S+) to", capsys.readouterr().out).group(1)
-    # while it runs, the same job is refused (two writers would do the work twice)
+    # while it is pending or running, the same job is refused (two writers would do the work twice)
     assert cli.main(submit(job, ray_head)) == 2
     assert re.search(rf"job {sid} is already (PENDING|RUNNING)", capsys.readouterr().err)
     client = JobSubmissionClient(ray_head.address, headers={"Authorization": f"Bearer {ray_head.token}"})
-    receipts = out / "resumed" / "receipts"
-    wait_for(lambda: receipts.is_dir() and any(receipts.iterdir()), 300, "a committed shard")
-
-    def gauges():
-        text = ray_head.metrics()
-        return all(any(line.startswith(g) and 'run="resumed"' in line for line in text.splitlines())
-                   for g in GAUGES)
-
-    wait_for(gauges, 60, f"{GAUGES} on the metrics endpoint while the job runs")
-    client.stop_job(sid)
-    wait_for(lambda: str(client.get_job_status(sid).value) == "STOPPED", 120, "the job to stop")
+    wait_for(lambda: str(client.get_job_status(sid).value) == "FAILED", 300, "the first attempt to fail")
+    assert len(list((out / "resumed" / "receipts").iterdir())) >= 2
     assert not (out / "resumed" / "manifest.json").exists()
     assert cli.main(submit(job, ray_head, "--set", "submit.follow=true", "--set", "submit.timeout_s=600")) == 0
     text = capsys.readouterr().out
