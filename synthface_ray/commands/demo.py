@@ -43,52 +43,42 @@ class Config:
     demo: DemoSection = field(default_factory=DemoSection)
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One stage: a command, its config file, the overrides that place it under the root, and the
-    path (relative to the root) whose presence means the stage is complete."""
-
-    command: str
-    config: str
-    sets: tuple[str, ...]
-    done: str
-
-
-def stages(demo: DemoSection) -> list[Stage]:
-    r = demo.root.rstrip("/")
-    return [
-        Stage("toyfaces", "toyfaces.yaml", (f"output.path={r}/toyfaces",), "toyfaces/manifest.json"),
-        Stage("train-fr", "train_fr.yaml", (f"data.path={r}/toyfaces", f"run.storage_path={r}/train"),
-              "train/fr/export/backbone_config.json"),
-        Stage("train-generator", "train_generator.yaml",
-              (f"data.path={r}/toyfaces", f"run.storage_path={r}/train"),
-              "train/generator/export/condition/metadata.json"),
-        Stage("identities", "identities.yaml", (f"source.faces={r}/toyfaces", f"source.fr_model={r}/train/fr/export",
-                                                f"output.path={r}/identities.parquet"), "identities.parquet"),
-        Stage("mine", "mine.yaml", (f"input.identities={r}/identities.parquet", f"output.path={r}/mining"),
-              "mining/mining.json"),
-        Stage("plan", "plan.yaml", (f"input.identities={r}/identities.parquet", f"input.mining={r}/mining",
-                                    f"output.path={r}/plan.parquet"), "plan.parquet"),
-        Stage("generate", "generate.yaml", (
-            f"input.plan={r}/plan.parquet", f"input.identities={r}/identities.parquet",
-            f"model.generator={r}/train/generator/export", f"model.fr={r}/train/fr/export",
-            f"output.path={r}/generated", f"pool.actors={demo.actors}"),
-              "generated/demo/manifest.json"),
-        Stage("evaluate", "evaluate.yaml", (f"data.path={r}/generated/demo", f"model.path={r}/train/fr/export",
-                                            f"output.path={r}/report"), "report/report.md"),
-    ]
-
-
 def config_folder(demo: DemoSection) -> Path:
     if demo.configs:
         return Path(demo.configs)
     return Path(str(resources.files("synthface_ray") / "demo_jobs"))
 
 
-def steps(demo: DemoSection, folder: Path) -> list[Step]:
-    """The stages as pipeline steps (config files from ``folder``, done markers under the root)."""
-    r = demo.root.rstrip("/")
-    return [Step(s.command, str(folder / s.config), list(s.sets), f"{r}/{s.done}") for s in stages(demo)]
+def stages(demo: DemoSection, folder: Path | None = None) -> list[Step]:
+    """The stages as pipeline steps: a command, its config file (in ``folder``, default
+    :func:`config_folder`), the overrides that place it under the root, and the path (under the
+    root) whose presence means the stage is complete."""
+    r, folder = demo.root.rstrip("/"), folder or config_folder(demo)
+
+    def stage(command: str, config: str, sets: tuple[str, ...], done: str) -> Step:
+        return Step(command, str(folder / config), list(sets), f"{r}/{done}")
+
+    return [
+        stage("toyfaces", "toyfaces.yaml", (f"output.path={r}/toyfaces",), "toyfaces/manifest.json"),
+        stage("train-fr", "train_fr.yaml", (f"data.path={r}/toyfaces", f"run.storage_path={r}/train"),
+              "train/fr/export/backbone_config.json"),
+        stage("train-generator", "train_generator.yaml",
+              (f"data.path={r}/toyfaces", f"run.storage_path={r}/train"),
+              "train/generator/export/condition/metadata.json"),
+        stage("identities", "identities.yaml", (f"source.faces={r}/toyfaces", f"source.fr_model={r}/train/fr/export",
+                                                f"output.path={r}/identities.parquet"), "identities.parquet"),
+        stage("mine", "mine.yaml", (f"input.identities={r}/identities.parquet", f"output.path={r}/mining"),
+              "mining/mining.json"),
+        stage("plan", "plan.yaml", (f"input.identities={r}/identities.parquet", f"input.mining={r}/mining",
+                                    f"output.path={r}/plan.parquet"), "plan.parquet"),
+        stage("generate", "generate.yaml", (
+            f"input.plan={r}/plan.parquet", f"input.identities={r}/identities.parquet",
+            f"model.generator={r}/train/generator/export", f"model.fr={r}/train/fr/export",
+            f"output.path={r}/generated", f"pool.actors={demo.actors}"),
+              "generated/demo/manifest.json"),
+        stage("evaluate", "evaluate.yaml", (f"data.path={r}/generated/demo", f"model.path={r}/train/fr/export",
+                                            f"output.path={r}/report"), "report/report.md"),
+    ]
 
 
 def _fresh(root: str) -> None:
@@ -101,16 +91,16 @@ def _fresh(root: str) -> None:
 
 def run(cfg: Config, dry_run: bool = False) -> int:
     demo, folder = cfg.demo, config_folder(cfg.demo)
-    plan = stages(demo)
+    plan = stages(demo, folder)
     if dry_run:
         print(f"# dry run of `synthface demo`: stage configs from {folder}; nothing is written")
         for s in plan:
-            print(f"synthface {s.command} --config {folder / s.config} " + " ".join(f"--set {x}" for x in s.sets))
+            print(f"synthface {s.command} --config {s.config} " + " ".join(f"--set {x}" for x in s.set))
         return 0
     if demo.fresh:
         _fresh(demo.root)
     start = time.perf_counter()
-    timings = run_steps(load_steps(steps(demo, folder), demo.root), None, "demo")
+    timings = run_steps(load_steps(plan, demo.root), None, "demo")
     total = time.perf_counter() - start
     r = demo.root.rstrip("/")
     print(f"\n== demo finished in {total / 60:.1f} min: " + ", ".join(f"{c} {t:.0f} s" for c, t in timings))
