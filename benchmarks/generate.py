@@ -3,18 +3,21 @@ same per-shard functions (sample -> FR score -> encode -> commit), and 2 actors 
 
     python benchmarks/generate.py [--identities 48 --per-identity 4 --steps 10 --rows-per-file 32]
 
-Three measurements, each images / wall seconds over the same plan, sampler and model:
+Measurements, each images / wall seconds over the same plan, sampler and model:
 
-* bare loop, 1 torch thread and 2 torch threads (one process, no Ray);
-* ``synthface generate`` with 1 actor and with 2 actors (1 torch thread each, CPU pool) on a
-  local Ray of all cores (started once, outside the timings).
+* bare loop, 1 torch thread and 2 torch threads (one process, no Ray; the modules are imported
+  before the timings, so the bare loop pays no import);
+* ``synthface generate`` with 1 actor and with 2 actors (1 torch thread each, CPU pool, the
+  default ``pool.stages: auto`` = fused), and 2 actors with ``pool.stages: staged`` (separate
+  FR scoring actor and encode tasks), on a local Ray of all cores (started once, outside the
+  timings).
 
 Printed ratios: pipeline(1 actor) / bare(1 thread) (the pipeline's overhead on one core),
 pipeline(2 actors) / the better bare loop (the same cores, whichever thread count the bare loop
-does best with; target >= 0.9), and 2 actors / 1 actor.
+does best with; target >= 0.9), 2 actors / 1 actor, and fused / staged at 2 actors.
 The models are the tiny generator of jobs/train_generator.yaml and a width-16 IResNet-18 with
-random weights (cost does not depend on the weights). Timings include loading the models in the
-actors; they exclude Ray's start.
+random weights (cost does not depend on the weights). Pipeline timings include starting the
+actors (a fresh process each: imports, model load); they exclude Ray's start.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def _inputs(root: str, args) -> dict:
             "plan": os.path.join(root, "plan.parquet"), "rows": plan.num_rows}
 
 
-def _config(inp: dict, out: str, name: str, args, actors: int):
+def _config(inp: dict, out: str, name: str, args, actors: int, stages: str = "auto"):
     from synthface_ray import config
     from synthface_ray.generate.config import Config
 
@@ -65,7 +68,8 @@ def _config(inp: dict, out: str, name: str, args, actors: int):
         f"input.plan={inp['plan']}", f"input.identities={inp['ids']}", f"model.generator={inp['gen']}",
         f"model.fr={inp['fr']}", f"output.path={out}", f"output.name={name}",
         f"output.rows_per_file={args.rows_per_file}", f"pool.actors={actors}", "pool.cpus_per_actor=0.5",
-        "pool.fr_cpus=0.25", "pool.encode_cpus=0.25", "grid.enabled=false", f"pool.micro_batch={args.rows_per_file}"])
+        "pool.fr_cpus=0.25", "pool.encode_cpus=0.25", "grid.enabled=false", f"pool.micro_batch={args.rows_per_file}",
+        f"pool.stages={stages}"])
     cfg.sampler = {"recipe": "scoremix_cfg", "solver": "ddim", "steps": args.steps,
                    "negative": {"schedule": "linear", "w_max": 1.0}}
     return cfg
@@ -118,20 +122,26 @@ def main() -> None:
         inp = _inputs(root, args)
         print(f"{inp['rows']} images of the tiny generator, scoremix_cfg + AdaptDiff negative, DDIM "
               f"{args.steps} steps, FR scoring, PNG; {cores} cores, {platform.processor() or platform.machine()}")
+        import synthface_ray.generate.actor  # noqa: F401  (imports outside the timings)
+        import synthface_ray.sampling.exported  # noqa: F401
+
         bare1 = bare_loop(_config(inp, root, "bare1", args, 1), 1)
         bare2 = bare_loop(_config(inp, root, "bare2", args, 1), min(2, cores))
         ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
         one = pipeline_run(_config(inp, root, "one", args, 1))
         two = pipeline_run(_config(inp, root, "two", args, 2))
+        staged = pipeline_run(_config(inp, root, "staged", args, 2, "staged"))
         ray.shutdown()
     print(f"bare loop, 1 thread:   {bare1:.2f} images/s")
     print(f"bare loop, 2 threads:  {bare2:.2f} images/s")
     print(f"pipeline, 1 actor:     {one:.2f} images/s")
     print(f"pipeline, 2 actors:    {two:.2f} images/s")
+    print(f"pipeline, 2 actors, staged: {staged:.2f} images/s")
     print(f"ratio pipeline(1 actor) / bare(1 thread):   {one / bare1:.2f}")
     print(f"ratio pipeline(2 actors) / best bare loop:  {two / max(bare1, bare2):.2f}  (target >= 0.9)")
     print(f"ratio 2 actors / 1 actor:                   {two / one:.2f}")
+    print(f"ratio fused / staged (2 actors):            {two / staged:.2f}")
 
 
 if __name__ == "__main__":

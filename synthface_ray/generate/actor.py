@@ -65,9 +65,13 @@ def _setup_torch(settings: ActorSettings):
 
 
 class GeneratorActor:
-    """Loads the generator once; samples every row of a shard with the composite sampler."""
+    """Loads the generator once; samples every row of a shard with the composite sampler.
 
-    def __init__(self, settings: ActorSettings) -> None:
+    With ``commit`` (the keyword arguments of :func:`encode_and_commit`) the actor is the whole
+    pipeline for its shards (``pool.stages: fused``): it also scores them (when ``settings.fr``)
+    and encodes and commits them, returning receipts instead of images."""
+
+    def __init__(self, settings: ActorSettings, commit: dict | None = None) -> None:
         from synthface_ray.sampling.exported import load_generator
         from synthface_ray.sampling.recipes import resolve
 
@@ -87,6 +91,8 @@ class GeneratorActor:
         self.tags = tags
         self.alive.set(1, tags=tags)
         self.done = 0
+        self.commit = commit
+        self.scorer = FRScorer(settings, commit["size"]) if commit and settings.fr else None
 
     def __call__(self, table: pa.Table) -> pa.Table:
         start = time.perf_counter()
@@ -103,8 +109,11 @@ class GeneratorActor:
         self.rate.set(table.num_rows / max(seconds, 1e-9), tags=self.tags)
         self.done += 1
         n = out.num_rows
-        return (out.append_column("actor", pa.array([self.actor] * n, pa.string()))
-                .append_column("gen_seconds", pa.array([seconds] * n, pa.float64())))
+        out = (out.append_column("actor", pa.array([self.actor] * n, pa.string()))
+               .append_column("gen_seconds", pa.array([seconds] * n, pa.float64())))
+        if self.commit is None:
+            return out
+        return encode_and_commit(self.scorer(out) if self.scorer else out, **self.commit)
 
 
 def _maybe_fail(fault: dict | None, done: int) -> None:

@@ -8,6 +8,8 @@ from synthface_ray.config import ConfigError, check_choice, check_range
 from synthface_ray.models.device import DEVICE_CHOICES, PRECISION_CHOICES
 from synthface_ray.storage import StorageConfig
 
+STAGES_CHOICES = ("auto", "fused", "staged")
+
 
 @dataclass
 class InputSection:
@@ -35,7 +37,11 @@ class PoolSection:
     ``torch_threads`` threads; ``micro_batch``: rows per sampler call (fixed: part of the job's
     identity); ``fr_actors`` / ``fr_gpus`` / ``fr_cpus``: the FR scoring pool; ``encode_cpus``:
     CPUs of each encode-and-write task. Leave CPU for those tasks: actors that claim every CPU
-    starve them (the pre-flight check refuses that on a single machine)."""
+    starve them (the pre-flight check refuses that on a single machine). ``stages``: ``staged``
+    runs scoring and encoding in their own pools (a GPU actor keeps sampling while they run);
+    ``fused`` does all of it in the generator actor (no other processes, no object-store hop:
+    the better choice when the actors are CPU processes, whose cores the other stages would
+    share anyway); ``auto`` = fused on a CPU pool, staged on GPUs. Both write the same bytes."""
 
     actors: int = 1
     min_actors: int | None = None
@@ -49,6 +55,7 @@ class PoolSection:
     fr_gpus: float = 0.25
     fr_cpus: float = 0.25
     encode_cpus: float = 0.5
+    stages: str = "auto"
 
     def __post_init__(self) -> None:
         check_range("pool.actors", self.actors, 1)
@@ -63,6 +70,11 @@ class PoolSection:
         check_range("pool.torch_threads", self.torch_threads, 1)
         check_range("pool.micro_batch", self.micro_batch, 1)
         check_range("pool.fr_actors", self.fr_actors, 1)
+        check_choice("pool.stages", self.stages, STAGES_CHOICES)
+
+    def fused(self, use_gpu: bool) -> bool:
+        """Whether scoring and encoding run inside the generator actors (see ``stages``)."""
+        return self.stages == "fused" or (self.stages == "auto" and not use_gpu)
 
 
 @dataclass

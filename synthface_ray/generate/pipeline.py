@@ -2,6 +2,9 @@
 
     plan shards -> GeneratorActor pool -> [FRScorer pool] -> encode + commit tasks -> receipts
 
+(``pool.stages: staged``) or, fused (the default on CPU pools), ``plan shards -> GeneratorActor
+pool (sample, score, encode, commit) -> receipts``;
+
 and, once every shard is committed, ``manifest.json`` and ``grid.png``. Exactly-once and resume
 are shard-level idempotent commits (:mod:`synthface_ray.generate.shards`)."""
 
@@ -205,6 +208,11 @@ def check_resources(cfg: Config, use_gpu: bool, cluster: dict[str, float], singl
         return
     cpus = cluster.get("CPU", 0)
     actors = pool.actors * (0 if use_gpu else pool.cpus_per_actor)
+    if pool.fused(use_gpu):
+        if actors > cpus + 1e-9:
+            raise ConfigError(f"the generator actors claim {actors:g} CPUs (pool.actors x pool.cpus_per_actor) "
+                              f"of the cluster's {cpus:g}: lower pool.actors or pool.cpus_per_actor")
+        return
     fr = pool.fr_actors * (0 if use_gpu else pool.fr_cpus) if cfg.model.fr else 0
     if actors + fr + pool.encode_cpus > cpus + 1e-9:
         raise ConfigError(
@@ -237,24 +245,26 @@ def build_dataset(job: Job, use_gpu: bool):
     if not use_gpu:
         settings.device = "cpu"
     parts = shards.split_shards(job.plan, set(job.todo))
-    ds = ray.data.from_arrow(parts)
+    commit = {"out_uri": job.out.uri, "storage_cfg": to_dict(cfg.storage, redact=False),
+              "size": job.shape[-1], "fmt": cfg.output.format, "quality": cfg.output.jpeg_quality,
+              "sampler_json": gb.sampler_json(job.sampler), "model_id": job.model_id,
+              "expected": {int(p.column(shards.SHARD)[0].as_py()): p.num_rows for p in parts},
+              "run": cfg.output.name}
+    fused = pool.fused(use_gpu)
     gpu = {"num_gpus": pool.gpus_per_actor} if use_gpu else {"num_cpus": pool.cpus_per_actor}
-    ds = ds.map_batches(GeneratorActor, fn_constructor_kwargs={"settings": settings}, batch_size=None,
-                        batch_format="pyarrow", zero_copy_batch=True,
-                        compute=ray.data.ActorPoolStrategy(min_size=pool.min_actors or pool.actors,
-                                                           max_size=pool.actors), **gpu)
+    ds = ray.data.from_arrow(parts).map_batches(
+        GeneratorActor, fn_constructor_kwargs={"settings": settings, "commit": commit if fused else None},
+        batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
+        compute=ray.data.ActorPoolStrategy(min_size=pool.min_actors or pool.actors, max_size=pool.actors), **gpu)
+    if fused:
+        return ds
     if cfg.model.fr:
         fr_res = {"num_gpus": pool.fr_gpus} if use_gpu else {"num_cpus": pool.fr_cpus}
         ds = ds.map_batches(FRScorer, fn_constructor_kwargs={"settings": settings, "size": job.shape[-1]},
                             batch_size=None, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(size=pool.fr_actors), **fr_res)
-    expected = {int(p.column(shards.SHARD)[0].as_py()): p.num_rows for p in parts}
     return ds.map_batches(encode_and_commit, batch_size=None, batch_format="pyarrow", num_cpus=pool.encode_cpus,
-                          fn_kwargs={"out_uri": job.out.uri, "storage_cfg": to_dict(cfg.storage, redact=False),
-                                     "size": job.shape[-1], "fmt": cfg.output.format,
-                                     "quality": cfg.output.jpeg_quality,
-                                     "sampler_json": gb.sampler_json(job.sampler), "model_id": job.model_id,
-                                     "expected": expected, "run": cfg.output.name})
+                          fn_kwargs=commit)
 
 
 def resolve_use_gpu(cfg: Config, cluster: dict[str, float]) -> bool:

@@ -94,12 +94,29 @@ def test_s3_wrong_credentials(gen_inputs, s3, tmp_path, capsys, monkeypatch):
 def test_pools_that_starve_the_encode_tasks_are_refused():
     from synthface_ray.generate.config import Config
 
-    cfg = config.load(Config, None, ["pool.actors=2", "pool.cpus_per_actor=1"])
+    cfg = config.load(Config, None, ["pool.actors=2", "pool.cpus_per_actor=1", "pool.stages=staged"])
     with pytest.raises(config.ConfigError, match="claim 2 CPUs.*lower pool.actors"):
         pipeline.check_resources(cfg, False, {"CPU": 2.0}, single_node=True)
     pipeline.check_resources(cfg, False, {"CPU": 2.0}, single_node=False)  # a cluster may add nodes
+    fused = config.load(Config, None, ["pool.actors=2", "pool.cpus_per_actor=1"])  # auto: fused on CPU
+    pipeline.check_resources(fused, False, {"CPU": 2.0}, single_node=True)  # no other stage to starve
+    fused.pool.actors = 3
+    with pytest.raises(config.ConfigError, match="actors claim 3 CPUs.*of the cluster's 2"):
+        pipeline.check_resources(fused, False, {"CPU": 2.0}, single_node=True)
     with pytest.raises(config.ConfigError, match="no GPU"):
         pipeline.check_resources(config.load(Config, None, ["pool.device=cuda"]), True, {"CPU": 2.0}, True)
+
+
+def test_stages_auto_fuses_cpu_pools_and_stages_gpu_pools_and_unknown_modes_are_refused():
+    from synthface_ray.generate.config import Config
+
+    auto = config.load(Config, None, []).pool
+    assert auto.stages == "auto" and auto.fused(use_gpu=False) and not auto.fused(use_gpu=True)
+    for mode, expected in (("fused", True), ("staged", False)):
+        pool = config.load(Config, None, [f"pool.stages={mode}"]).pool
+        assert pool.fused(False) is expected and pool.fused(True) is expected
+    with pytest.raises(config.ConfigError, match="pool.stages.*pipelined.*auto.*fused.*staged"):
+        config.load(Config, None, ["pool.stages=pipelined"])
 
 
 def test_unknown_sampler_key_is_refused_on_load(tmp_path, capsys):
