@@ -122,6 +122,21 @@ def _follow(client, sid: str, s: SubmitSection) -> int:
         time.sleep(s.poll_s)
 
 
+def submit_once(client, entry: str, env: dict, sid: str, s: SubmitSection, metadata: dict[str, str],
+                hint: str) -> str:
+    """Submit under ``sid``; if another ``synthface submit`` of the same job got there between
+    our status check and now, Ray refuses the id: report that as a refusal, not a traceback."""
+    try:
+        return client.submit_job(entrypoint=entry, runtime_env=env, submission_id=sid, metadata=metadata,
+                                 entrypoint_num_cpus=s.entrypoint_num_cpus or None,
+                                 entrypoint_num_gpus=s.entrypoint_num_gpus or None)
+    except RuntimeError as exc:
+        if "already exists" not in str(exc):
+            raise
+        raise sub.SubmitRefused(f"job {sid} was submitted by someone else a moment ago (the same job file "
+                                f"and config): nothing was sent; follow it with {hint.format(id=sid)}") from None
+
+
 def run(cfg: Config, dry_run: bool = False) -> int:
     from pathlib import Path
 
@@ -141,9 +156,8 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     token = sub.find_token()
     client = _client(address, token)
     decision = sub.next_attempt(base, _statuses(client), follow_hint(address, bool(token)))
-    sid = client.submit_job(
-        entrypoint=entry, runtime_env=env, submission_id=decision.submission_id,
-        metadata={"synthface_command": job.command, "job_file": str(job.path), "attempt": str(decision.attempt)},
-        entrypoint_num_cpus=s.entrypoint_num_cpus or None, entrypoint_num_gpus=s.entrypoint_num_gpus or None)
+    sid = submit_once(client, entry, env, decision.submission_id, s,
+                      {"synthface_command": job.command, "job_file": str(job.path), "attempt": str(decision.attempt)},
+                      follow_hint(address, bool(token)))
     _print_submitted(sid, s, decision, bool(token))
     return _follow(client, sid, s) if s.follow else 0

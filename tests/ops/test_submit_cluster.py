@@ -142,3 +142,22 @@ def test_token_auth_refuses_unauthenticated_requests_and_the_cli_works_with_the_
                               ray_head.address], env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0
 
+
+
+def test_a_submission_that_loses_the_race_for_its_id_is_refused_cleanly(ray_head, tmp_path):
+    """Two `synthface submit` runs of one job may both pass the status check; the second
+    submit_job then hits Ray's own duplicate-id error, reported as a refusal."""
+    from ray.job_submission import JobSubmissionClient
+
+    from synthface_ray.commands.submit import SubmitSection, follow_hint, submit_once
+    from synthface_ray.ops.submission import SubmitRefused
+
+    client = JobSubmissionClient(ray_head.address, headers={"Authorization": f"Bearer {ray_head.token}"})
+    s = SubmitSection(job="job.yaml", address=ray_head.address)
+    env = {"working_dir": str(tmp_path)}
+    hint = follow_hint(ray_head.address, True)
+    sid = submit_once(client, "true", env, "synthface-race-test", s, {}, hint)
+    with pytest.raises(SubmitRefused, match=r"job synthface-race-test was submitted by someone else.*"
+                                            r"ray job logs --follow synthface-race-test"):
+        submit_once(client, "true", env, sid, s, {}, hint)
+    wait_for(lambda: str(client.get_job_status(sid).value) in ("SUCCEEDED", "FAILED"), 120, "the job to end")
