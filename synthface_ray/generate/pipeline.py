@@ -271,6 +271,19 @@ def resolve_use_gpu(cfg: Config, cluster: dict[str, float]) -> bool:
     return cfg.pool.device == "cuda" or (cfg.pool.device == "auto" and bool(cluster.get("GPU")))
 
 
+def layout(cfg: Config, use_gpu: bool) -> str:
+    """One line naming the pool the run uses (printed at its start)."""
+    pool = cfg.pool
+    each = f"{pool.gpus_per_actor:g} GPU" if use_gpu else f"{pool.cpus_per_actor:g} CPU, {pool.torch_threads} thread(s)"
+    actors = f"{pool.actors} generator actor(s) of {each}"
+    if pool.min_actors:
+        actors = f"{pool.min_actors}..{actors}"
+    if pool.fused(use_gpu):
+        return f"pool: {actors}, fused (each samples, {'FR-scores, ' if cfg.model.fr else ''}encodes and commits)"
+    scorer = f"{pool.fr_actors} FR scoring actor(s), " if cfg.model.fr else ""
+    return f"pool: {actors}, staged ({scorer}encode tasks of {pool.encode_cpus:g} CPU)"
+
+
 def execute(job: Job) -> tuple[list[dict[str, Any]], bool]:
     """Run the pipeline over ``job.todo``; returns this run's shard receipts and whether the
     generator pool ran on GPUs."""
@@ -281,6 +294,7 @@ def execute(job: Job) -> tuple[list[dict[str, Any]], bool]:
     cluster = ray.cluster_resources()
     use_gpu = resolve_use_gpu(job.cfg, cluster)
     check_resources(job.cfg, use_gpu, cluster, len([n for n in ray.nodes() if n.get("Alive")]) == 1)
+    print(f"{layout(job.cfg, use_gpu)}; {len(job.todo)} shard(s) to generate", flush=True)
     receipts = []
     for block in build_dataset(job, use_gpu).iter_batches(batch_size=None, batch_format="pyarrow"):
         receipts.extend(block.to_pylist())

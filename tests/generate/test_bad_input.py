@@ -119,6 +119,19 @@ def test_stages_auto_fuses_cpu_pools_and_stages_gpu_pools_and_unknown_modes_are_
         config.load(Config, None, ["pool.stages=pipelined"])
 
 
+def test_layout_line_names_the_pool_of_each_mode():
+    from synthface_ray.generate.config import Config
+
+    cfg = config.load(Config, None, ["pool.actors=2", "model.fr=fr"])
+    assert pipeline.layout(cfg, use_gpu=False) == ("pool: 2 generator actor(s) of 0.5 CPU, 1 thread(s), fused "
+                                                   "(each samples, FR-scores, encodes and commits)")
+    assert pipeline.layout(cfg, use_gpu=True) == ("pool: 2 generator actor(s) of 1 GPU, staged (1 FR scoring "
+                                                  "actor(s), encode tasks of 0.5 CPU)")
+    cfg.model.fr, cfg.pool.min_actors = None, 1
+    assert pipeline.layout(cfg, use_gpu=True).startswith("pool: 1..2 generator actor(s)")
+    assert "FR" not in pipeline.layout(cfg, use_gpu=True) + pipeline.layout(cfg, use_gpu=False)
+
+
 def test_unknown_sampler_key_is_refused_on_load(tmp_path, capsys):
     path = tmp_path / "g.yaml"
     path.write_text("sampler: {recipe: cfg, stepz: 3}\n")

@@ -66,11 +66,12 @@ def test_end_to_end_writes_exactly_the_plan_with_scores_grid_and_manifest(refere
     assert _files(reference) == before
 
 
-def test_staged_pools_write_the_same_bytes_as_the_fused_reference(reference, gen_inputs, tmp_path):
+def test_staged_pools_write_the_same_bytes_as_the_fused_reference(reference, gen_inputs, tmp_path, capsys):
     """``pool.stages: staged`` (FR scoring actor + encode tasks, the GPU layout) against the
     reference run, which is fused (the CPU default): the same files, byte for byte."""
     assert gen_config(gen_inputs, tmp_path, "ref").pool.fused(use_gpu=False)
     assert generate.run(gen_config(gen_inputs, tmp_path, "ref", **{"pool.stages": "staged"})) == 0
+    assert "pool: 1 generator actor(s) of 0.25 CPU, 1 thread(s), staged (1 FR scoring actor(s)" in capsys.readouterr().out
     _check_dataset(str(tmp_path / "ref"), gen_inputs["plan"])
     assert _files(tmp_path / "ref") == _files(reference)
     assert open_faces(str(tmp_path / "ref")).to_table().column("fr_cosine").null_count == 0
