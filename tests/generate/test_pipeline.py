@@ -88,13 +88,17 @@ def test_end_to_end_to_s3(ray_local, gen_inputs, s3):
     assert table.column("fr_cosine").null_count == table.num_rows  # no FR model: null scores
 
 
-def test_actor_that_raises_then_rerun_completes_exactly_once_byte_identical(reference, gen_inputs, tmp_path):
+def test_actor_that_raises_then_rerun_completes_exactly_once_byte_identical(reference, gen_inputs, tmp_path,
+                                                                            capsys):
     failing = gen_config(gen_inputs, tmp_path, "ref", **{"fault.after_shards": 2})
     with pytest.raises(Exception, match="injected failure"):
         generate.run(failing)
     done = [p for p in os.listdir(tmp_path / "ref") if p.endswith(".parquet")]
     assert 2 <= len(done) < 4 and not (tmp_path / "ref" / "manifest.json").exists()
-    assert generate.run(gen_config(gen_inputs, tmp_path, "ref")) == 0  # fault settings are not the job's identity
+    # fault settings and the layout are not the job's identity: the fused run resumes staged
+    capsys.readouterr()
+    assert generate.run(gen_config(gen_inputs, tmp_path, "ref", **{"pool.stages": "staged"})) == 0
+    assert "resuming" in capsys.readouterr().out
     _check_dataset(str(tmp_path / "ref"), gen_inputs["plan"])
     assert _files(tmp_path / "ref") == _files(reference)
 
