@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # several GB of CUDA packages. On a GPU box: make setup TORCH="torch==2.13.0 --index-url ..."
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup demo tune test lint bench clean
+.PHONY: setup demo tune benchmark test lint bench clean
 
 $(BIN)/synthface: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ demo: setup  ## the main job on the embedded dataset
 
 tune: setup  ## the demo's Ray Tune sweep (after `make demo`): ScoreMix lambda x AdaptDiff w_max, ASHA
 	$(BIN)/synthface tune --config tuning/demo_lambda_wmax.yaml
+
+benchmark: demo  ## the utility benchmark on the demo's outputs (docs/BENCHMARKS.md), ~45 min on 2 cores
+	test -f runs/demo/toyfaces-unseen/manifest.json || $(BIN)/synthface toyfaces \
+		--config synthface_ray/demo_jobs/toyfaces.yaml --set toyfaces.first_identity=100 \
+		--set output.path=runs/demo/toyfaces-unseen
+	$(BIN)/synthface benchmark --config jobs/benchmark_toyfaces.yaml
 
 test: setup  ## lint + the whole test suite (what CI runs)
 	$(BIN)/ruff check .

@@ -28,6 +28,7 @@ COMMANDS = {
     "evaluate": "synthface_ray.commands.evaluate",
     "generate": "synthface_ray.commands.generate",
     "tune": "synthface_ray.commands.tune",
+    "benchmark": "synthface_ray.commands.benchmark",
     "demo": "synthface_ray.commands.demo",
     "pipeline": "synthface_ray.commands.pipeline",
     "submit": "synthface_ray.commands.submit",

@@ -174,18 +174,34 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def _set_path(data: dict[str, Any], path: list[str], value: Any, what: str) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{what}: '{part}' is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of ``data`` with every ``a.b=c`` override applied (nested dicts created)."""
     out = _deep_copy(data)
     for text in overrides:
         path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: '{part}' is a value, not a section")
-            node = child
-        node[path[-1]] = value
+        _set_path(out, path, value, f"--set {text!r}")
+    return out
+
+
+def apply_dotted(data: dict[str, Any], values: Mapping[str, Any], what: str = "override") -> dict[str, Any]:
+    """Return a copy of ``data`` with ``{"a.b": value}`` entries set (values already typed, as
+    given in a YAML mapping of dotted keys)."""
+    out = _deep_copy(data)
+    for key, value in values.items():
+        path = str(key).split(".")
+        if any(not part for part in path):
+            raise ConfigError(f"{what} {key!r}: the key must be dotted names, e.g. optim.max_steps")
+        _set_path(out, path, _deep_copy(value), f"{what} {key!r}")
     return out
 
 
@@ -195,20 +211,23 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
+def read_yaml(path: str) -> dict[str, Any]:
+    """The mapping in a YAML config file (empty file: ``{}``), with errors that name the file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} does not exist; pass an existing YAML file to --config") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path!r} is not valid YAML: {exc}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path!r} must hold a mapping at the top level")
+    return loaded or {}
+
+
 def load(cls: type[T], path: str | None = None, overrides: Sequence[str] = ()) -> T:
     """Load ``cls`` from an optional YAML file plus dotted overrides."""
-    data: dict[str, Any] = {}
-    if path:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                loaded = yaml.safe_load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path!r} does not exist; pass an existing YAML file to --config") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path!r} is not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path!r} must hold a mapping at the top level")
-        data = loaded or {}
+    data = read_yaml(path) if path else {}
     return from_dict(cls, apply_overrides(data, overrides))
 
 

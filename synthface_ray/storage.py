@@ -288,6 +288,27 @@ def _make_readable(root: str) -> None:
             os.chmod(os.path.join(here, name), 0o644)
 
 
+@contextlib.contextmanager
+def local_copy(loc: Location) -> Iterator[str]:
+    """A local folder holding the folder ``loc``: its own path when local, else a temporary
+    download of every object under the prefix (removed on exit). For loaders that read local
+    files only (e.g. exported models)."""
+    if not loc.is_s3:
+        yield loc.path
+        return
+    with tempfile.TemporaryDirectory(prefix="synthface-download-") as tmp:
+        files = list_files(loc, recursive=True)
+        if not files:
+            raise FileNotFoundError(f"{loc.uri} holds no files")
+        for path in files:
+            rel = posixpath.relpath(path, loc.path)
+            target = os.path.join(tmp, *rel.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with loc.fs.open_input_stream(path) as src, open(target, "wb") as dst:
+                dst.write(src.read())
+        yield tmp
+
+
 def delete_file(loc: Location) -> None:
     with contextlib.suppress(FileNotFoundError):
         loc.fs.delete_file(loc.path)

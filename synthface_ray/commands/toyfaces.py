@@ -20,6 +20,7 @@ HELP = "render the embedded ToyFaces dataset (faces table + grid.png)"
 EXAMPLES = """\
   synthface toyfaces                                    # 64 identities x 16 images -> runs/toyfaces
   synthface toyfaces --out s3://bucket/toyfaces --set toyfaces.identities=1000
+  synthface toyfaces --out runs/unseen --set toyfaces.first_identity=100   # new people (a test set)
   synthface toyfaces --set toyfaces.resolution=64 --set toyfaces.difficulty=0.8 --dry-run"""
 SHORTCUTS = {"--out": "output.path"}
 
@@ -50,7 +51,8 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     if dry_run:
         shards = -(-total // cfg.output.rows_per_shard)
         print_dry_run("toyfaces", cfg, [
-            f"render {tf.identities} identities x {tf.images_per_identity} images = {total} "
+            f"render {tf.identities} identities (labels {tf.first_identity}..{tf.numbers()[-1]}) x "
+            f"{tf.images_per_identity} images = {total} "
             f"images at {tf.resolution}x{tf.resolution}",
             f"write {shards} shard(s), manifest.json and config.yaml to {out.uri}",
             f"write grid.png ({cfg.grid.identities}x{cfg.grid.images})" if cfg.grid.enabled else "no grid",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -11,7 +12,12 @@ from synthface_ray import storage
 from synthface_ray.commands.common import print_dry_run
 from synthface_ray.commands.fr_common import ModelSection, embed_faces
 from synthface_ray.config import ConfigError, check_range
-from synthface_ray.evaluate.verification import cosine_scores, make_pairs, verify
+from synthface_ray.evaluate.verification import (
+    cosine_scores,
+    far_resolution_warnings,
+    make_pairs,
+    verify,
+)
 from synthface_ray.storage import StorageConfig
 
 HELP = "verification accuracy (10-fold), EER and TAR@FAR of an FR backbone"
@@ -74,14 +80,18 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     is_bin = cfg.input.path.endswith(".bin")
     if dry_run:
         what = "its pairs" if is_bin else f"{cfg.input.genuine} genuine + {cfg.input.impostor} impostor pairs"
-        print_dry_run("verify", cfg, [f"embed {cfg.input.path} with {cfg.model.path}, score {what}"])
+        notes = [] if is_bin else [f"warning: {w}" for w in far_resolution_warnings(cfg.input.impostor)]
+        print_dry_run("verify", cfg, [f"embed {cfg.input.path} with {cfg.model.path}, score {what}", *notes])
         return 0
     embedder = cfg.model.load()
     scores, issame = (_bin_pairs if is_bin else _faces_pairs)(embedder, cfg)
     result = verify(scores, issame, cfg.input.folds)
     print(result.summary())
+    warnings = far_resolution_warnings(int((~np.asarray(issame, bool)).sum()))
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     if cfg.output.path:
-        report = {"input": cfg.input.path, "model": cfg.model.path, **asdict(result)}
+        report = {"input": cfg.input.path, "model": cfg.model.path, **asdict(result), "warnings": warnings}
         storage.atomic_write_text(storage.resolve(cfg.output.path, cfg.storage),
                                   json.dumps(report, indent=2) + "\n")
         print(f"report: {cfg.output.path}")

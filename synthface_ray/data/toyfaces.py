@@ -73,9 +73,14 @@ class ToyFacesConfig:
     ``difficulty`` in [0, 1] scales every nuisance factor (0: one canonical image per identity,
     1: strong pose, lighting, background, blur and noise). ``occluder_prob`` is the chance that an
     image gets glasses or a fringe, independent of difficulty. ``source`` fills the source column.
+    ``first_identity``: the identities rendered are ``first_identity .. first_identity +
+    identities - 1`` (label = identity number, ``identity`` = ``toy-<number>``); each is drawn from
+    ``(seed, number)``, so a range after another set's gives new people with disjoint labels and
+    names, e.g. a real test set of identities no model trained on (docs/BENCHMARKS.md).
     """
 
     seed: int = 0
+    first_identity: int = 0
     identities: int = 64
     images_per_identity: int = 16
     resolution: int = 32
@@ -85,12 +90,17 @@ class ToyFacesConfig:
 
     def __post_init__(self) -> None:
         check_range("toyfaces.seed", self.seed, 0)
+        check_range("toyfaces.first_identity", self.first_identity, 0)
         check_range("toyfaces.identities", self.identities, 1)
         check_range("toyfaces.images_per_identity", self.images_per_identity, 1)
         check_range("toyfaces.resolution", self.resolution, 16, 128)
         check_range("toyfaces.difficulty", self.difficulty, 0.0, 1.0)
         check_range("toyfaces.occluder_prob", self.occluder_prob, 0.0, 1.0)
         check_range("toyfaces.source", self.source, 0)
+
+    def numbers(self) -> range:
+        """The identity numbers rendered (labels)."""
+        return range(self.first_identity, self.first_identity + self.identities)
 
 
 # factor vectors -------------------------------------------------------------------------------
@@ -561,7 +571,7 @@ def iter_toyfaces(cfg: ToyFacesConfig, rows_per_batch: int = 1024) -> Iterator[p
     """Yield faces tables of at most ``rows_per_batch`` rows, ordered by (identity, image_index)."""
     check_range("toyfaces.rows_per_batch", rows_per_batch, 1)
     rows: list = []
-    for ident in range(cfg.identities):
+    for ident in cfg.numbers():
         id_vec = identity_factors(cfg.seed, ident)
         for j in range(cfg.images_per_identity):
             nu = nuisance_factors(cfg.seed, ident, j, cfg.difficulty, cfg.occluder_prob)
@@ -582,7 +592,7 @@ def toyfaces_table(cfg: ToyFacesConfig) -> pa.Table:
 def render_arrays(cfg: ToyFacesConfig) -> tuple[np.ndarray, np.ndarray]:
     """Render ``cfg`` without encoding: images (N, H, W, 3) uint8 and labels (N,) int64."""
     images, labels = [], []
-    for ident in range(cfg.identities):
+    for ident in cfg.numbers():
         id_vec = identity_factors(cfg.seed, ident)
         for j in range(cfg.images_per_identity):
             nu = nuisance_factors(cfg.seed, ident, j, cfg.difficulty, cfg.occluder_prob)
@@ -598,9 +608,10 @@ def grid_image(
     res = cfg.resolution
     sheet = np.zeros((identities * res, images * res, 3), dtype=np.uint8)
     for i in range(identities):
-        id_vec = identity_factors(cfg.seed, i)
+        ident = cfg.first_identity + i
+        id_vec = identity_factors(cfg.seed, ident)
         for j in range(images):
-            nu = nuisance_factors(cfg.seed, i, j, cfg.difficulty, cfg.occluder_prob)
+            nu = nuisance_factors(cfg.seed, ident, j, cfg.difficulty, cfg.occluder_prob)
             sheet[i * res : (i + 1) * res, j * res : (j + 1) * res] = render_face(id_vec, nu, res)
     return Image.fromarray(sheet).resize(
         (images * cell, identities * cell), Image.Resampling.NEAREST

@@ -111,6 +111,20 @@ def verify(scores, issame, folds: int = 10) -> VerificationResult:
                               tar_at_far(scores, issame, 1e-4), int(np.size(scores)), folds)
 
 
+#: the FARs whose TAR is reported (VerificationResult.tar_at_far_1e3 / _1e4)
+REPORTED_FARS = (1e-3, 1e-4)
+
+
+def far_resolution_warnings(impostor_pairs: int, fars=REPORTED_FARS) -> list[str]:
+    """A warning per FAR that ``impostor_pairs`` cannot resolve: below 10 / FAR impostor pairs,
+    fewer than 10 impostors lie above the threshold, so TAR at that FAR rests on a handful of
+    scores (at 1 / FAR, on none)."""
+    return [f"{impostor_pairs} impostor pairs cannot resolve FAR={far:g} (fewer than "
+            f"{int(round(10 / far))}): TAR@FAR={far:g} rests on {impostor_pairs * far:.1f} impostor "
+            f"score(s) above the threshold; raise the impostor pairs to >= {int(round(10 / far))} to read it"
+            for far in fars if impostor_pairs < 10 / far]
+
+
 def make_pairs(labels, genuine: int, impostor: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(pairs (N, 2) of row indices, issame (N,))``: ``genuine`` same-identity and ``impostor``
     different-identity pairs drawn uniformly (identities first, then rows), interleaved in
@@ -143,6 +157,6 @@ def cosine_scores(embeddings: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
-    "VerificationResult", "best_threshold", "cosine_scores", "eer", "kfold_accuracy", "make_pairs",
+    "REPORTED_FARS", "VerificationResult", "far_resolution_warnings", "best_threshold", "cosine_scores", "eer", "kfold_accuracy", "make_pairs",
     "roc", "tar_at_far", "verify",
 ]

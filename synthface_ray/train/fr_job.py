@@ -102,11 +102,13 @@ def check_data(cfg: TrainFRConfig) -> FRFacts:
             f"label ids out of range: the data has {offset} training identities (classes "
             f"0..{offset - 1}) but num_classes={cfg.num_classes}; set num_classes: {offset} or "
             "null (count them from the data)")
-    counts = _batch_counts(cfg, sources)
+    counts = batch_counts(cfg, sources)
     return FRFacts(sources, offset, counts, [int(x) for x in heldout])
 
 
-def _batch_counts(cfg: TrainFRConfig, sources: list[SourceFacts]) -> list[int]:
+def batch_counts(cfg: TrainFRConfig, sources: list[SourceFacts]) -> list[int]:
+    """Rows of each source per micro-batch (weights by largest remainder), refusing a source
+    that gets none or has fewer training rows than one step takes."""
     weights = [s.weight for s in cfg.data.source_list()]
     counts = largest_remainder(weights, cfg.optim.micro_batch)
     for src, k in zip(sources, counts, strict=True):
@@ -251,4 +253,4 @@ def read_heldout_report(cfg: TrainFRConfig) -> dict | None:
     return storage.read_json(loc) if storage.exists(loc) else None
 
 
-__all__ = ["FRFacts", "SourceFacts", "TASK", "check_data", "fit", "largest_remainder", "mix"]
+__all__ = ["FRFacts", "SourceFacts", "TASK", "batch_counts", "check_data", "fit", "largest_remainder", "mix"]

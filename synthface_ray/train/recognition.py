@@ -186,6 +186,14 @@ class FRModel(nn.Module):
         return self.head(self.backbone(images), labels)
 
 
+def initial_backbone(cfg: TrainFRConfig) -> nn.Module:
+    """The backbone every FR run with ``cfg.run.seed`` starts from (:class:`FRSession` seeds
+    torch the same way and :class:`FRModel` builds its backbone first): the untrained floor of
+    ``synthface benchmark`` (its ``random_init`` arm), in eval mode."""
+    torch.manual_seed(cfg.run.seed)
+    return build_backbone(cfg.backbone).eval()
+
+
 class FRSession:
     """One worker's FR model, DeepSpeed engine, step-LR schedule and augmentation RNG.
 
@@ -290,5 +298,5 @@ def _gathered(module: nn.Module, zero_stage: int):
 
 __all__ = [
     "FRDataSection", "FRModel", "FROptimSection", "FRSession", "FR_OPTIMIZERS", "HoldoutSection",
-    "SourceSection", "TrainFRConfig",
+    "SourceSection", "TrainFRConfig", "initial_backbone",
 ]

@@ -51,7 +51,10 @@ def test_verify_on_faces_pairs_writes_a_report(setup, tmp_path, capsys):
                      "--set", f"output.path={report}"]) == 0
     data = json.loads(report.read_text())
     assert data["pairs"] == 80 and 0 <= data["accuracy"] <= 1 and 0 <= data["eer"] <= 1
-    assert "10-fold" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "10-fold" in captured.out
+    assert "40 impostor pairs cannot resolve FAR=0.001 (fewer than 10000)" in captured.err
+    assert len(data["warnings"]) == 2  # 1e-3 and 1e-4
 
 
 def test_verify_on_an_insightface_bin(setup, tmp_path, capsys):

@@ -42,6 +42,20 @@ def test_same_seed_gives_byte_identical_tables_and_other_seed_differs():
     assert not np.array_equal(identity_factors(7, 0), identity_factors(8, 0))
 
 
+def test_first_identity_renders_a_later_range_of_the_same_people():
+    """A range starting at first_identity is the same people as in a larger render (byte
+    identical), with their own labels and names: disjoint from a set of 0..first_identity-1."""
+    whole = toyfaces_table(ToyFacesConfig(seed=3, identities=5, images_per_identity=2))
+    later = toyfaces_table(ToyFacesConfig(seed=3, first_identity=3, identities=2, images_per_identity=2))
+    assert later.column("label").to_pylist() == [3, 3, 4, 4]
+    assert later.column("identity").to_pylist() == ["toy-000003"] * 2 + ["toy-000004"] * 2
+    assert _pngs(later) == _pngs(whole)[6:]
+    images, labels = render_arrays(ToyFacesConfig(seed=3, first_identity=3, identities=2, images_per_identity=2))
+    assert labels.tolist() == [3, 3, 4, 4] and images.shape[0] == 4
+    with pytest.raises(ConfigError, match="first_identity"):
+        ToyFacesConfig(first_identity=-1)
+
+
 def test_table_schema_types_and_content():
     cfg = ToyFacesConfig(seed=1, identities=4, images_per_identity=3, resolution=24, source=2)
     table = toyfaces_table(cfg)

@@ -66,3 +66,13 @@ def test_pairs_from_labels():
 def test_cosine_scores():
     emb = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
     assert np.allclose(v.cosine_scores(emb, np.array([[0, 1], [0, 2]])), [1.0, 0.0])
+
+
+def test_far_resolution_warnings_below_ten_over_far_impostors():
+    from synthface_ray.evaluate.verification import far_resolution_warnings
+
+    assert far_resolution_warnings(100_000) == []
+    only = far_resolution_warnings(10_000)
+    assert len(only) == 1 and "FAR=0.0001" in only[0] and "fewer than 100000" in only[0]
+    both = far_resolution_warnings(3000)
+    assert len(both) == 2 and "rests on 3.0 impostor score(s)" in both[0]

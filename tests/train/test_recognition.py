@@ -95,3 +95,16 @@ def test_zero3_export_gathers_the_partitioned_weights(process_group, tmp_path):
     torch.testing.assert_close(centres, ref_centres, rtol=1e-4, atol=1e-5)
     for (k, v), (_, w) in zip(backbone.state_dict().items(), ref_backbone.state_dict().items(), strict=True):
         torch.testing.assert_close(v, w, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_initial_backbone_is_where_every_run_with_the_seed_starts(process_group):
+    """The benchmark's random_init arm is the trained arms' starting point, seed for seed."""
+    from synthface_ray.train.recognition import initial_backbone
+
+    for seed in (0, 3):
+        cfg = make_cfg(run={"seed": seed})
+        start = session(cfg).engine.module.backbone.state_dict()
+        floor = initial_backbone(cfg).state_dict()
+        assert all(torch.equal(start[k], floor[k]) for k in floor)
+    other = initial_backbone(make_cfg(run={"seed": 1})).state_dict()
+    assert not all(torch.equal(other[k], floor[k]) for k in floor)
