@@ -23,10 +23,7 @@ demo: setup  ## the main job on the embedded dataset
 tune: setup  ## the demo's Ray Tune sweep (after `make demo`): ScoreMix lambda x AdaptDiff w_max, ASHA
 	$(BIN)/synthface tune --config tuning/demo_lambda_wmax.yaml
 
-benchmark: demo  ## the utility benchmark on the demo's outputs (docs/BENCHMARKS.md), ~45 min on 2 cores
-	test -f runs/demo/toyfaces-unseen/manifest.json || $(BIN)/synthface toyfaces \
-		--config synthface_ray/demo_jobs/toyfaces.yaml --set toyfaces.first_identity=100 \
-		--set output.path=runs/demo/toyfaces-unseen
+benchmark: demo  ## the utility benchmark on the demo's outputs and unseen people (docs/BENCHMARKS.md), ~35 min on 2 cores
 	$(BIN)/synthface benchmark --config jobs/benchmark_toyfaces.yaml
 
 test: setup  ## lint + the whole test suite (what CI runs)

@@ -55,11 +55,15 @@ class SourceSection:
 @dataclass
 class ArmSection:
     """A named training set: ``sources`` mixed by weight in every batch, and ``train``: dotted
-    ``synthface train-fr`` keys overriding the benchmark's train config for this arm only."""
+    ``synthface train-fr`` keys overriding the benchmark's train config for this arm only.
+    ``match``: another arm's name; this arm's first source is then budgeted to that arm's
+    total identities and images, measured before training (e.g. as many real images and
+    identities as a generated set holds, whatever its size turned out to be)."""
 
     name: str = ""
     sources: list[SourceSection] = field(default_factory=list)
     train: dict[str, Any] = field(default_factory=dict)
+    match: str | None = None
 
     def __post_init__(self) -> None:
         check_name("arms[].name", self.name)
@@ -182,8 +186,24 @@ class Config:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"seeds={self.seeds}: give distinct seeds >= 0 (3 or more to get a "
                               "95% interval worth reading)")
+        for arm in self.arms:
+            self._check_match(arm)
         if self.reference is not None and self.reference not in self.arm_names:
             raise ConfigError(f"reference={self.reference!r} is not an arm; choose one of {self.arm_names}")
+
+    def _check_match(self, arm: ArmSection) -> None:
+        if arm.match is None:
+            return
+        other = self.arm(arm.match)
+        if other is None or other.name == arm.name:
+            raise ConfigError(f"arm {arm.name!r}: match={arm.match!r} must name another configured arm: "
+                              f"one of {[a.name for a in self.arms if a.name != arm.name]}")
+        if other.match is not None:
+            raise ConfigError(f"arm {arm.name!r} matches {other.name!r}, which matches {other.match!r} "
+                              "itself: match an arm with fixed sizes")
+        if arm.sources[0].budgeted:
+            raise ConfigError(f"arm {arm.name!r}: match sizes the first source, which must have no "
+                              "images/identities budgets (match sets them)")
 
     @property
     def arm_names(self) -> list[str]:

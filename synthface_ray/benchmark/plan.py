@@ -93,7 +93,31 @@ def _source_facts(cfg: Config, tests: dict[str, SetFacts]) -> dict[str, SetFacts
     return out
 
 
-def _check_arm(cfg: Config, spec: TrialSpec, arm, facts: dict[str, SetFacts]) -> str:
+def arm_sizes(arm, facts: dict[str, SetFacts], seed: int) -> tuple[int, int]:
+    """``(images, identities)`` an arm trains on at ``seed`` (its budgets applied)."""
+    images = identities = 0
+    for src in arm.sources:
+        labels = facts[src.path].labels
+        kept = budget_rows(labels, src.images, src.identities, seed)
+        images, identities = images + len(kept), identities + len(np.unique(labels[kept]))
+    return images, identities
+
+
+def resolve_matches(cfg: Config, facts: dict[str, SetFacts]) -> tuple[Config, dict[str, str]]:
+    """Arms with ``match`` get their first source's budgets set to the matched arm's sizes (and no
+    ``match`` any more); returns the config and {arm: the arm it was sized like}."""
+    arms, sized = [], {}
+    for arm in cfg.arms:
+        if arm.match is not None:
+            images, identities = arm_sizes(cfg.arm(arm.match), facts, cfg.seeds[0])
+            src = dataclasses.replace(arm.sources[0], images=images, identities=identities)
+            sized[arm.name] = arm.match
+            arm = dataclasses.replace(arm, sources=[src, *arm.sources[1:]], match=None)
+        arms.append(arm)
+    return dataclasses.replace(cfg, arms=arms), sized
+
+
+def _check_arm(cfg: Config, spec: TrialSpec, arm, facts: dict[str, SetFacts], like: str | None) -> str:
     """Budgets and the train config of one arm; returns its plan line."""
     from synthface_ray.train.fr_job import SourceFacts, batch_counts
 
@@ -112,7 +136,8 @@ def _check_arm(cfg: Config, spec: TrialSpec, arm, facts: dict[str, SetFacts]) ->
         batch_counts(tcfg, rows)
     except ConfigError as exc:
         raise ConfigError(f"arm {arm.name!r}: {exc}") from None
-    return (f"arm {arm.name}: " + " + ".join(parts) + f"; {tcfg.optim.max_steps} steps of "
+    sized = f" (first source sized like arm {like})" if like else ""
+    return (f"arm {arm.name}: " + " + ".join(parts) + sized + f"; {tcfg.optim.max_steps} steps of "
             f"{tcfg.optim.micro_batch * tcfg.optim.grad_accum * tcfg.scaling.num_workers} images")
 
 
@@ -136,10 +161,11 @@ def preflight(cfg: Config) -> tuple[TrialSpec, list[str]]:
     folder = storage.resolve(cfg.output.path, cfg.storage).join(cfg.output.name).uri
     tests = _test_facts(cfg)
     sources = _source_facts(cfg, tests)
+    cfg, sized = resolve_matches(cfg, sources)
     signatures = {t.path: dataset_signature(t.path, cfg.storage) for t in cfg.test.sets}
     signatures.update({p: dataset_signature(p, cfg.storage) for p in sources})
     spec = TrialSpec(cfg, train, folder, signatures)
-    lines = [_check_arm(cfg, spec, arm, sources) for arm in cfg.arms]
+    lines = [_check_arm(cfg, spec, arm, sources, sized.get(arm.name)) for arm in cfg.arms]
     base = train_config(spec, RANDOM_INIT, cfg.seeds[0], [], folder)
     if cfg.random_init:
         lines.append(f"arm {RANDOM_INIT}: the untrained {base.backbone.name} (the floor), no training")

@@ -163,26 +163,11 @@ def _untrained(spec: TrialSpec, seed: int):
 
 def verify_on_test_sets(backbone, backbone_cfg, spec: TrialSpec) -> dict[str, dict[str, Any]]:
     """Verification of ``backbone`` on every test set (the same seeded pairs in every trial)."""
-    from synthface_ray.data.loader import iter_training_batches
-    from synthface_ray.data.transforms import DecodeReport
-    from synthface_ray.evaluate.verification import cosine_scores, make_pairs, verify
-    from synthface_ray.models.recognition.embedder import Embedder
+    from synthface_ray.evaluate.downstream import PairProtocol, verify_backbone
 
-    t, out = spec.cfg.test, {}
-    embedder = Embedder(backbone, backbone_cfg, "auto")
-    for test_set in t.sets:
-        report, embs, labels = DecodeReport(), [], []
-        for batch in iter_training_batches(test_set.path, 512, backbone_cfg.input_size,
-                                           cfg=spec.cfg.storage, report=report):
-            embs.append(embedder(batch["image"]))
-            labels.append(batch["label"].numpy())
-        labels_all = np.concatenate(labels)
-        pairs, issame = make_pairs(labels_all, t.genuine, t.impostor, t.seed)
-        result = verify(cosine_scores(np.concatenate(embs), pairs), issame, t.folds)
-        out[test_set.name] = {**asdict(result), "images": int(len(labels_all)),
-                              "identities": int(len(np.unique(labels_all))), "skipped": report.skipped,
-                              "skipped_rows": report.summary() if report.skipped else ""}
-    return out
+    t = spec.cfg.test
+    pairs = PairProtocol(t.genuine, t.impostor, t.folds, t.seed)
+    return {s.name: verify_backbone(backbone, backbone_cfg, s.path, spec.cfg.storage, pairs) for s in t.sets}
 
 
 def run_trial(spec: TrialSpec, arm: str, seed: int) -> dict[str, Any]:

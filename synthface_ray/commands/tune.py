@@ -48,14 +48,42 @@ def _job(cfg: Config):
 
 
 def _check_metrics(cfg: Config) -> None:
+    from synthface_ray.tune.config import DOWNSTREAM_METRICS
+
     names = list(cfg.objective.weights or cfg.objective.multi or [cfg.objective.metric])
     if not cfg.verification.enabled and any(n.startswith("verification") for n in names):
         raise ConfigError(f"objective uses {[n for n in names if n.startswith('verification')]} but "
                           "verification.enabled is false: the trials would not report it")
+    if not cfg.downstream.enabled and any(n in DOWNSTREAM_METRICS for n in names):
+        raise ConfigError(f"objective uses {[n for n in names if n in DOWNSTREAM_METRICS]} but "
+                          "downstream.enabled is false: set it (with downstream.train and downstream.test)")
+    if (cfg.downstream.enabled and not cfg.downstream.every_rung and cfg.search.scheduler == "asha"
+            and any(n in DOWNSTREAM_METRICS for n in names)):
+        raise ConfigError("a downstream objective is measured at the last rung only, but ASHA stops "
+                          "trials at earlier rungs: use search.scheduler=fifo or downstream.every_rung=true")
+
+
+def _check_downstream(cfg: Config) -> list[str]:
+    """The downstream FR recipe and real test set, checked before any trial; plan lines."""
+    from synthface_ray.benchmark.sources import read_facts
+    from synthface_ray.evaluate.verification import far_resolution_warnings
+
+    d = cfg.downstream
+    if not d.enabled:
+        return []
+    train = d.train_config()
+    facts, _ = read_facts(d.test, cfg.storage)
+    if facts.identities < 2:
+        raise ConfigError(f"downstream.test {d.test} has {facts.identities} identity: verification needs 2 or more")
+    return ([f"downstream: each trial trains {train.backbone.name} (width {train.backbone.width}) for "
+             f"{train.optim.max_steps} steps of {train.optim.micro_batch * train.optim.grad_accum} images on its "
+             f"generated set, verified on {facts.rows} real images of {facts.identities} unseen identities "
+             f"({d.test}) at {'every rung' if d.every_rung else 'the last rung'}"]
+            + [f"warning: {w}" for w in far_resolution_warnings(d.impostor)])
 
 
 def preflight(cfg: Config):
-    """Every check that can fail before a trial starts: ``(job, dims, pool size)``."""
+    """Every check that can fail before a trial starts: ``(job, dims, pool size, plan notes)``."""
     from synthface_ray.tune import protocol, spaces
 
     job = _job(cfg)
@@ -71,7 +99,7 @@ def preflight(cfg: Config):
         raise ConfigError(f"the identities pool {job.input.identities} has {pool} identities but the "
                           f"last rung needs protocol.max_identities={rungs[-1]}: lower it to <= {pool}"
                           " (a budget too small for one rung: lower protocol.min_identities too)")
-    return job, dims, pool
+    return job, dims, pool, _check_downstream(cfg)
 
 
 def _fingerprint(cfg: Config, job) -> dict[str, Any]:
@@ -169,15 +197,17 @@ def write_outputs(cfg: Config, job, dims, rows, exp: storage.Location) -> list[s
 def run(cfg: Config, dry_run: bool = False) -> int:
     from synthface_ray.tune import spaces, trainable
 
-    job, dims, pool = preflight(cfg)
+    job, dims, pool, notes = preflight(cfg)
     rungs = cfg.protocol.rungs()
     if dry_run:
         print_dry_run("tune", cfg, [
             f"{cfg.search.samples * spaces.grid_size(dims)} trials ({cfg.search.algorithm}, "
             f"{cfg.search.scheduler}) over {[d.path for d in dims]}",
             f"rungs of {rungs} identities from a pool of {pool}; objective {cfg.tune_metric} ({cfg.tune_mode})",
-            f"-> {storage.resolve(cfg.output.path, cfg.storage).join(cfg.output.name).uri}"])
+            *notes, f"-> {storage.resolve(cfg.output.path, cfg.storage).join(cfg.output.name).uri}"])
         return 0
+    for line in notes:
+        print(line)
     import ray
 
     if not ray.is_initialized():

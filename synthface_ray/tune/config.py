@@ -35,7 +35,12 @@ METRICS: dict[str, str] = {
     "diversity_pixel": "diversity.pixel",
     "consistency": "identity_consistency",
     "uniqueness": "uniqueness.fraction",
+    "downstream_accuracy": "downstream.accuracy",
+    "downstream_eer": "downstream.eer",
+    "downstream_tar_far_1e3": "downstream.tar_at_far_1e3",
 }
+#: metrics only a trial with ``downstream.enabled`` reports
+DOWNSTREAM_METRICS = ("downstream_accuracy", "downstream_eer", "downstream_tar_far_1e3")
 MODES = ("min", "max")
 NEGATIVES = ("far", "close", "mid", "random", "null")
 
@@ -184,6 +189,49 @@ class ResourcesSection:
 
 
 @dataclass
+class DownstreamSection:
+    """The objective that matters: train a small FR model on the trial's generated images (the
+    ``train`` YAML of ``synthface train-fr`` plus dotted ``set`` keys; trained in the trial's
+    own process at world size 1 for ``optim.max_steps``) and verify it on ``test``, a real faces
+    set of identities that neither the generator nor the FR models trained on, with
+    ``genuine`` + ``impostor`` pairs drawn with ``seed``. Reports ``downstream_accuracy``,
+    ``downstream_eer``, ``downstream_tar_far_1e3`` at the last rung (``every_rung``: at every
+    rung, so ASHA can stop on it; each rung then trains a model)."""
+
+    enabled: bool = False
+    train: str = ""
+    set: dict = field(default_factory=dict)
+    test: str = ""
+    genuine: int = 3000
+    impostor: int = 3000
+    folds: int = 10
+    seed: int = 0
+    every_rung: bool = False
+
+    def __post_init__(self) -> None:
+        check_range("downstream.genuine", self.genuine, 1)
+        check_range("downstream.impostor", self.impostor, 1)
+        check_range("downstream.folds", self.folds, 2)
+        if self.enabled and not (self.train and self.test):
+            raise ConfigError("downstream.enabled needs downstream.train (a train-fr YAML, e.g. "
+                              "synthface_ray/demo_jobs/train_fr.yaml) and downstream.test (a real faces set "
+                              "of identities no model trained on, e.g. runs/demo/toyfaces-unseen)")
+
+    def train_config(self):
+        """The FR recipe: ``train`` + ``set``, no held-out split, classes from the data."""
+        from synthface_ray.config import apply_dotted, from_dict, read_yaml
+        from synthface_ray.train.recognition import TrainFRConfig
+
+        data = apply_dotted(read_yaml(self.train), self.set, "downstream.set key")
+        data = apply_dotted(data, {"holdout.identities": 0, "num_classes": None, "data.path": None,
+                                   "data.sources": []})
+        try:
+            return from_dict(TrainFRConfig, data)
+        except ConfigError as exc:
+            raise ConfigError(f"downstream.train ({self.train}): {exc}") from None
+
+
+@dataclass
 class OutputSection:
     """The sweep folder is ``path/name`` (local or s3://): Tune's experiment, ``results.parquet``,
     ``results.csv``, ``plots/``, ``best/``. An unfinished sweep there is restored; a finished one
@@ -218,6 +266,7 @@ class Config:
     verification: VerificationSection = field(default_factory=_sweep_verification)
     diversity: DiversitySection = field(default_factory=DiversitySection)
     uniqueness: UniquenessSection = field(default_factory=UniquenessSection)
+    downstream: DownstreamSection = field(default_factory=DownstreamSection)
     output: OutputSection = field(default_factory=OutputSection)
     storage: StorageConfig = field(default_factory=StorageConfig)
 
@@ -237,5 +286,5 @@ class Config:
         return list(self.objective.multi.values()) if self.objective.is_multi else self.objective.mode
 
 
-__all__ = ["METRICS", "Config", "ObjectiveSection", "OutputSection", "PlanKnobs", "ProtocolSection",
+__all__ = ["DOWNSTREAM_METRICS", "METRICS", "Config", "DownstreamSection", "ObjectiveSection", "OutputSection", "PlanKnobs", "ProtocolSection",
            "ResourcesSection", "SearchSection"]

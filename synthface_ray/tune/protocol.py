@@ -155,8 +155,10 @@ class Collected:
     first ``cap`` images of each identity (as ``synthface evaluate`` keeps them)."""
 
     cap: int
+    keep_all: bool = False  # also keep every image (a downstream FR model trains on them)
     parts: dict[str, list] = field(default_factory=lambda: {k: [] for k in ("emb", "labels", "cos", "pix", "pix_labels")})
     taken: dict[int, int] = field(default_factory=dict)
+    every: list[np.ndarray] = field(default_factory=list)
 
     def add(self, labels: np.ndarray, emb: np.ndarray, cos: np.ndarray, pixels: np.ndarray) -> None:
         from synthface_ray.evaluate.report import first_per_label
@@ -165,6 +167,14 @@ class Collected:
         for key, value in (("emb", emb), ("labels", labels), ("cos", cos), ("pix", pixels[keep]),
                            ("pix_labels", labels[keep])):
             self.parts[key].append(value)
+        if self.keep_all:
+            self.every.append(pixels)
+
+    def training_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every image generated so far and its label (``keep_all`` only)."""
+        if not self.keep_all:
+            raise ValueError("Collected(keep_all=False) keeps a sample of the images only")
+        return np.concatenate(self.every), np.concatenate(self.parts["labels"])
 
     @property
     def images(self) -> int:
@@ -187,6 +197,29 @@ def generate_block(models: Models, plan: pa.Table, sampler) -> tuple[np.ndarray,
     return emb, cos, pixels
 
 
+@dataclass
+class Downstream:
+    """The downstream objective of a trial (``tune.config.DownstreamSection``, resolved): the FR
+    recipe, the real test set and its pairs."""
+
+    train: Any  # synthface_ray.train.recognition.TrainFRConfig
+    test: str
+    pairs: Any  # synthface_ray.evaluate.downstream.PairProtocol
+    every_rung: bool
+    storage: Any
+
+    def measure(self, pixels: np.ndarray, labels: np.ndarray, device) -> dict[str, Any]:
+        """Train the recipe on the generated ``pixels`` (resized to its input size) and verify
+        it on the real test set."""
+        from synthface_ray.evaluate.downstream import verify_backbone
+        from synthface_ray.train.local import train_in_memory
+
+        pixels = gb.resize_pixels(pixels, self.train.backbone.input_size)
+        backbone, loss = train_in_memory(self.train, pixels, labels, device)
+        result = verify_backbone(backbone, self.train.backbone, self.test, self.storage, self.pairs, str(device))
+        return {**result, "train_loss": loss, "train_images": int(len(labels))}
+
+
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The suite's nested metrics as the flat names of :data:`METRICS` (those present)."""
     out = {}
@@ -200,25 +233,32 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def run_trial(models: Models, sampler, knobs: PlanKnobs, protocol: ProtocolSection, evaluation,
-              report: Callable[[dict[str, Any]], None]) -> None:
+              report: Callable[[dict[str, Any]], None], downstream: Downstream | None = None) -> None:
     """Every rung of one trial: generate its new rows, score all rows so far, ``report`` the
-    metrics plus ``rung``, ``identities`` and ``images``."""
+    metrics plus ``rung``, ``identities`` and ``images``; with ``downstream``, also the accuracy
+    of an FR model trained on everything generated so far, at every rung with
+    ``downstream.every_rung``, else at the last rung only (earlier rungs then report nothing)."""
     from synthface_ray.evaluate.report import compute_metrics
 
     pool = trial_pool(models.pool, knobs, protocol.seed)
-    collected = Collected(evaluation.diversity.pixel_max_per_class)
-    for rung, plan in enumerate(rung_plans(pool, knobs, protocol), 1):
+    collected = Collected(evaluation.diversity.pixel_max_per_class, keep_all=downstream is not None)
+    plans = rung_plans(pool, knobs, protocol)
+    for rung, plan in enumerate(plans, 1):
         if plan.num_rows:
             emb, cos, pixels = generate_block(models, plan, sampler)
             collected.add(plan.column(mp.IDENTITY_ID).to_numpy(), emb, cos, pixels)
         if not collected.images:
             raise ValueError(f"the trial's pool has {len(pool)} identities after plan.tau="
                              f"{knobs.tau}: nothing to evaluate")
+        if downstream is not None and not downstream.every_rung and rung < len(plans):
+            continue  # the objective exists at the last rung only: report nothing before it
         inputs = collected.inputs()
-        metrics = flat_metrics(compute_metrics(inputs, evaluation)[0])
-        report({**metrics, "rung": rung, "identities": len(np.unique(inputs.labels)),
+        nested = compute_metrics(inputs, evaluation)[0]
+        if downstream is not None:
+            nested["downstream"] = downstream.measure(*collected.training_set(), models.device)
+        report({**flat_metrics(nested), "rung": rung, "identities": len(np.unique(inputs.labels)),
                 "images": collected.images})
 
 
-__all__ = ["Collected", "Models", "Pool", "block_plan", "crn_seeds", "flat_metrics", "generate_block",
+__all__ = ["Collected", "Downstream", "Models", "Pool", "block_plan", "crn_seeds", "flat_metrics", "generate_block",
            "negatives_of", "read_pool", "rung_plans", "run_trial", "trial_pool"]

@@ -26,6 +26,7 @@ class TrialSpec:
     evaluation: Any  # synthface_ray.commands.evaluate.Config
     objective: Any
     threads: int
+    downstream: Any = None  # synthface_ray.tune.protocol.Downstream, when enabled
 
     def run(self, params: dict[str, Any], report) -> None:
         """One trial with ``params`` (dotted path -> value); ``report`` receives each rung's
@@ -39,7 +40,8 @@ class TrialSpec:
         def with_objective(metrics: dict[str, Any]) -> None:
             report({**metrics, "objective": self.objective.value(metrics)})
 
-        run_trial(models, resolve(sampler), knobs, self.protocol, self.evaluation, with_objective)
+        run_trial(models, resolve(sampler), knobs, self.protocol, self.evaluation, with_objective,
+                  self.downstream)
 
 
 def evaluation_config(cfg: Config, model: str, data: str = "", report: str = ""):
@@ -68,7 +70,19 @@ def make_spec(cfg: Config, job) -> TrialSpec:
     job.model.generator, job.model.fr = _absolute(job.model.generator), _absolute(job.model.fr)
     job.input.identities = _absolute(job.input.identities)
     return TrialSpec(job, cfg.plan, cfg.protocol, evaluation_config(cfg, job.model.fr), cfg.objective,
-                     cfg.resources.threads())
+                     cfg.resources.threads(), downstream_of(cfg))
+
+
+def downstream_of(cfg: Config):
+    """The resolved downstream objective (test path absolute), or None when disabled."""
+    from synthface_ray.evaluate.downstream import PairProtocol
+    from synthface_ray.tune.protocol import Downstream
+
+    d = cfg.downstream
+    if not d.enabled:
+        return None
+    return Downstream(d.train_config(), _absolute(d.test), PairProtocol(d.genuine, d.impostor, d.folds, d.seed),
+                      d.every_rung, cfg.storage)
 
 
 def _report(metrics: dict[str, Any]) -> None:

@@ -153,3 +153,22 @@ def test_the_plan_says_sources_of_other_resolutions_are_resized_alike(bench, ben
     assert "resized to the backbone's 32x32 by the same decoder" in text
     assert "arm mix: 48 images of 8 identities" in text and "24 images of 4 identities" in text
     assert "cannot resolve FAR=0.001" in text
+
+
+def test_an_arm_matched_to_another_takes_its_sizes(bench, bench_sets):
+    cfg = bench(arms=[{"name": "other", "sources": [{"path": bench_sets["other"]}]},
+                      {"name": "real", "sources": [{"path": bench_sets["real"]}], "match": "other"}])
+    spec, lines = plan.preflight(cfg)
+    real = spec.cfg.arm("real").sources[0]
+    assert (real.images, real.identities) == (24, 4)  # the other set: 4 identities x 6 images
+    assert any(line.startswith("arm real: 24 images of 4 identities") and "sized like arm other" in line
+               for line in lines)
+    mixed = bench(arms=[{"name": "other", "sources": [{"path": bench_sets["other"]}]},
+                        {"name": "both", "match": "other", "sources": [{"path": bench_sets["real"], "weight": 0.5},
+                                                                       {"path": bench_sets["other"], "weight": 0.5}]}])
+    sources = plan.preflight(mixed)[0].cfg.arm("both").sources
+    assert [(s.images, s.identities) for s in sources] == [(24, 4), (None, None)]
+    too_big = bench(arms=[{"name": "real", "sources": [{"path": bench_sets["real"]}]},
+                          {"name": "other", "sources": [{"path": bench_sets["other"]}], "match": "real"}])
+    with pytest.raises(config.ConfigError, match="identities budget 8 exceeds the 4"):
+        plan.preflight(too_big)

@@ -35,3 +35,16 @@ def test_arm_names_put_the_built_in_floor_last_and_reference_defaults_to_the_fir
     assert bench(random_init=False).arm_names == ["real"]
     assert bench(arms=[{"name": "real", "sources": [{"path": "x"}]}, {"name": "syn", "sources": [{"path": "y"}]}],
                  reference="syn").reference_arm == "syn"
+
+
+@pytest.mark.parametrize("arms, message", [
+    ([{"name": "a", "sources": [{"path": "x"}], "match": "b"}], "must name another configured arm"),
+    ([{"name": "a", "sources": [{"path": "x"}], "match": "a"}], "must name another configured arm"),
+    ([{"name": "a", "sources": [{"path": "x", "images": 4}], "match": "b"}, {"name": "b", "sources": [{"path": "z"}]}],
+     "must have no images/identities budgets"),
+    ([{"name": "a", "sources": [{"path": "x"}], "match": "b"}, {"name": "b", "sources": [{"path": "z"}], "match": "a"}],
+     "which matches 'a' itself"),
+])
+def test_bad_matches_are_refused(bench, arms, message):
+    with pytest.raises(ConfigError, match=message):
+        bench(arms=arms)

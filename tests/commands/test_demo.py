@@ -1,5 +1,7 @@
-"""``synthface demo`` chains every stage on one local Ray; here with the shipped stage configs
-shrunk to seconds (tiny ToyFaces, a few training steps), then resumed with every stage reused."""
+"""``synthface demo`` chains every stage on one local Ray, the verdict (FR trained on the
+generated set vs as many real images, verified on unseen people) last; here with the shipped
+stage configs shrunk to seconds (tiny ToyFaces, a few training steps), then resumed with every
+stage reused."""
 
 from __future__ import annotations
 
@@ -25,8 +27,14 @@ TINY = {
                              "run": {"report_every": 2, "checkpoint_every": 4}, "preview": {"every": 0}},
     "identities.yaml": {"filter": {"tau": None}},  # an FR model trained 4 steps separates nothing
     "mine.yaml": {"pairs": {"count": 2}},
+    # no mix rows: with tau null every real person is a generated identity, and the verdict's real
+    # arm needs as many real identities as the generated set has classes (the demo: ~70 of 100)
+    "plan.yaml": {"plan": {"images_per_mix": 0}},
     "generate.yaml": {"sampler": {"steps": 2}, "output": {"rows_per_file": 8}},
     "evaluate.yaml": {"verification": {"genuine": 10, "impostor": 10, "folds": 2}},
+    "toyfaces_unseen.yaml": {"toyfaces": {"identities": 5, "images_per_identity": 4, "resolution": 16}},
+    "benchmark.yaml": {"train": {"set": {"scaling.num_workers": 1, "optim.micro_batch": 8}},
+                       "test": {"genuine": 20, "impostor": 20, "folds": 2}},
 }
 
 
@@ -54,6 +62,7 @@ def test_demo_runs_every_stage_then_reuses_them(ray_local, tiny_configs, tmp_pat
     for stage in demo.stages(demo.DemoSection(root=str(root))):
         assert (root / stage.done).exists(), stage.command
     assert f"dataset:  {root}/generated/demo" in out and "report.md" in out
+    assert "== verdict: FR trained on" in out and "trained on generated" in out and "proxy (the generated set" in out
     assert (root / "generated" / "demo" / "grid.png").exists()
     assert cli.main(argv) == 0  # a re-run reuses every complete stage
     assert capsys.readouterr().out.count("complete, reused") == len(demo.stages(demo.DemoSection()))

@@ -165,3 +165,55 @@ def test_a_multi_objective_optuna_sweep_reports_its_pareto_front(ray_local, swee
                         and (o["eer"] < r["eer"] or o["diversity_fr"] > r["diversity_fr"]) for o in table)
         assert (r["trial_id"] in ids) == (not dominated)
     assert "pareto" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def downstream_inputs(tmp_path_factory):
+    """A tiny FR recipe and a real test set of ToyFaces people no tiny model trained on."""
+    import yaml
+
+    from synthface_ray.data.faces import write_faces
+    from synthface_ray.data.toyfaces import ToyFacesConfig, toyfaces_table
+
+    root = tmp_path_factory.mktemp("downstream")
+    recipe = {"backbone": {"input_size": 32, "width": 4, "embedding_dim": 16}, "margin": {"s": 16.0, "m": 0.2},
+              "optim": {"micro_batch": 8, "max_steps": 3, "lr": 0.05}}
+    (root / "fr.yaml").write_text(yaml.safe_dump(recipe))
+    write_faces(toyfaces_table(ToyFacesConfig(first_identity=500, identities=5, images_per_identity=4,
+                                              resolution=16)), str(root / "unseen"))
+    return {"train": str(root / "fr.yaml"), "test": str(root / "unseen")}
+
+
+def test_a_sweep_can_optimise_the_accuracy_of_fr_trained_on_each_trials_images(ray_local, sweep, downstream_inputs,
+                                                                                capsys):
+    cfg = sweep(**{"search.samples": 2, "search.scheduler": "fifo", "downstream.enabled": True,
+                   "downstream.train": downstream_inputs["train"], "downstream.test": downstream_inputs["test"],
+                   "downstream.genuine": 40, "downstream.impostor": 40, "downstream.folds": 4,
+                   "objective.metric": "downstream_accuracy", "objective.mode": "max"})
+    assert tune.run(cfg) == 0
+    out = capsys.readouterr().out
+    assert "downstream: each trial trains iresnet18 (width 4) for 3 steps" in out
+    table = pq.read_table(Path(cfg.output.path) / cfg.output.name / "results.parquet").to_pylist()
+    assert len(table) == 2 and all(r["status"] == "completed" for r in table)
+    for r in table:
+        assert 0 <= r["downstream_accuracy"] <= 1 and 0 <= r["downstream_eer"] <= 1
+        assert r["objective"] == r["downstream_accuracy"]
+
+
+@pytest.mark.parametrize("sets, message", [
+    ({"objective.metric": "downstream_accuracy", "objective.mode": "max"}, "downstream.enabled is false"),
+    ({"downstream.enabled": True, "downstream.test": "x"}, "downstream.enabled needs downstream.train"),
+    ({"downstream.enabled": True, "downstream.train": "TRAIN", "downstream.test": "TEST",
+      "objective.metric": "downstream_accuracy", "objective.mode": "max"}, "use search.scheduler=fifo"),
+    ({"downstream.enabled": True, "downstream.train": "TRAIN", "downstream.test": "/nowhere",
+      "search.scheduler": "fifo"}, "/nowhere does not exist"),
+    ({"downstream.enabled": True, "downstream.train": "TRAIN", "downstream.test": "TEST",
+      "downstream.set": "{optim.max_steps: 0}", "search.scheduler": "fifo"}, "downstream.train"),
+])
+def test_bad_downstream_objectives_are_refused_before_any_trial(sweep, downstream_inputs, capsys, sets, message):
+    from synthface_ray.config import ConfigError
+
+    values = {k: str(v).replace("TRAIN", downstream_inputs["train"]).replace("TEST", downstream_inputs["test"])
+              for k, v in sets.items()}
+    with pytest.raises((ConfigError, FileNotFoundError), match=message):
+        tune.preflight(sweep(**values))
