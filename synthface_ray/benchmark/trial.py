@@ -112,18 +112,15 @@ def prepare_sources(spec: TrialSpec, arm: str, seed: int, folder: storage.Locati
 
     out, store = [], spec.cfg.storage
     for i, src in enumerate(spec.cfg.arm(arm).sources):
-        if not src.budgeted:
-            labels = _labels(src.path, store)
-            out.append({"path": src.path, "weight": src.weight, "images": len(labels),
-                        "identities": len(np.unique(labels))})
-            continue
-        dest = folder.join("data", f"source{i}")
-        labels = _labels(src.path, store)
+        labels, path = _labels(src.path, store), src.path
         rows = budget_rows(labels, src.images, src.identities, seed)
-        if not storage.exists(dest.join(faces.MANIFEST)):
-            write_subset(src.path, store, rows, dest, seed=seed, budget={"images": src.images,
-                                                                         "identities": src.identities})
-        out.append({"path": dest.uri, "weight": src.weight, "images": int(len(rows)),
+        if src.budgeted:
+            dest = folder.join("data", f"source{i}")
+            if not storage.exists(dest.join(faces.MANIFEST)):
+                write_subset(src.path, store, rows, dest, seed=seed,
+                             budget={"images": src.images, "identities": src.identities})
+            path = dest.uri
+        out.append({"path": path, "weight": src.weight, "images": int(len(rows)),
                     "identities": int(len(np.unique(labels[rows])))})
     return out
 
@@ -137,7 +134,7 @@ def _labels(path: str, store) -> np.ndarray:
 
 def _train(spec: TrialSpec, arm: str, seed: int, folder: storage.Location):
     """Train the arm's FR model (resuming a checkpoint in the trial folder); returns
-    ``(backbone module, train facts)``."""
+    ``(trained backbone module, its config, train facts)``."""
     from synthface_ray.models.recognition.embedder import Embedder
     from synthface_ray.train import fr_job
 

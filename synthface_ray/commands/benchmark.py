@@ -22,8 +22,8 @@ SHORTCUTS = {"--out": "output.path", "--name": "output.name"}
 __all__ = ["Config", "run"]
 
 
-def _notes(cfg: Config, spec) -> list[str]:
-    t = cfg.test
+def _notes(spec) -> list[str]:
+    cfg, t = spec.cfg, spec.cfg.test
     return [f"train config: {cfg.train.config}" + (f" with {cfg.train.set}" if cfg.train.set else ""),
             f"seeds: {cfg.seeds}; reference arm: {cfg.reference_arm}",
             f"pairs per test set: {t.genuine} genuine + {t.impostor} impostor (seed {t.seed}), "
@@ -54,7 +54,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         return 0
     for line in lines:
         print(f"benchmark: {line}", flush=True)
-    rows, summary, failures = runner.run(spec, _notes(spec.cfg, spec) + [x for x in lines if x.startswith("WARNING")])
+    rows, summary, failures = runner.run(spec, _notes(spec) + [x for x in lines if x.startswith("WARNING")])
     print(f"\n== benchmark {cfg.output.name}: verification on real identities no arm trained on")
     _print_summary(summary, spec.cfg.reference_arm)
     print(f"report: {spec.location().join(runner.REPORT).uri}")
