@@ -23,7 +23,7 @@ demo: setup  ## the main job on the embedded dataset
 tune: setup  ## the demo's Ray Tune sweep (after `make demo`): ScoreMix lambda x AdaptDiff w_max, ASHA
 	$(BIN)/synthface tune --config tuning/demo_lambda_wmax.yaml
 
-benchmark: demo  ## the utility benchmark on the demo's outputs and unseen people (docs/BENCHMARKS.md), ~35 min on 2 cores
+benchmark: demo  ## the utility benchmark on the demo's outputs and unseen people (docs/BENCHMARKS.md), ~37 min on 2 cores
 	$(BIN)/synthface benchmark --config jobs/benchmark_toyfaces.yaml
 
 test: setup  ## lint + the whole test suite (what CI runs)

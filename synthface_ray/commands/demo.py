@@ -134,8 +134,8 @@ def verdict_lines(root: str) -> list[str]:
     syn, real, floor = summary["synthetic"], summary["real"], summary["random_init"]
     lines = [f"\n== verdict: FR trained on {syn['train_images']} generated images vs {real['train_images']} real "
              f"images ({real['train_identities']} identities), verified on real people no model saw"]
-    for name, row in (("generated", syn), ("real", real), ("untrained", floor)):
-        lines.append(f"   trained on {name:<10} verification accuracy {row['accuracy_mean']:.3f}, "
+    for name, row in (("trained on generated", syn), ("trained on real", real), ("untrained (floor)", floor)):
+        lines.append(f"   {name:<21} verification accuracy {row['accuracy_mean']:.3f}, "
                      f"EER {row['eer_mean']:.3f}, TAR@FAR=1e-3 {row['tar_far_1e3_mean']:.3f}")
     lines.append(f"   the generated set closes {syn['gap_closed']:.2f} of the gap from untrained to real "
                  "(1 seed; `make benchmark` runs 3 with intervals)")
