@@ -127,9 +127,12 @@ def run(cfg: Config, dry_run: bool = False) -> int:
 def verdict_lines(root: str) -> list[str]:
     """The demo's last word: downstream accuracy of FR trained on generated vs real images,
     beside the proxy metrics that score the generated set with the generation's own FR model."""
+    import io
+
     import pyarrow.csv as pacsv
 
-    summary = {row["arm"]: row for row in pacsv.read_csv(f"{root}/verdict/demo/summary.csv").to_pylist()}
+    data = storage.read_bytes(storage.resolve(f"{root}/verdict/demo/summary.csv"))
+    summary = {row["arm"]: row for row in pacsv.read_csv(io.BytesIO(data)).to_pylist()}
     proxy = storage.read_json(storage.resolve(f"{root}/report/metrics.json"))
     syn, real, floor = summary["synthetic"], summary["real"], summary["random_init"]
     lines = [f"\n== verdict: FR trained on {syn['train_images']} generated images vs {real['train_images']} real "
