@@ -15,6 +15,18 @@ from synthface_ray.config import ConfigError, check_range
 from synthface_ray.storage import StorageConfig
 
 RANDOM_INIT = "random_init"  # the built-in arm: the backbone as initialised, not trained
+#: train-fr keys the benchmark sets for every trial (refused in train.set and arms[].train)
+OWNED_TRAIN_KEYS = ("data.path", "data.sources", "holdout", "run.seed", "run.storage_path", "run.name",
+                    "export", "num_classes", "storage")
+
+
+def check_train_keys(where: str, keys) -> None:
+    """Refuse overrides of what the benchmark decides per trial (they would be silently lost)."""
+    for key in keys:
+        if any(key == owned or key.startswith(owned + ".") for owned in OWNED_TRAIN_KEYS):
+            raise ConfigError(f"{where} {key!r}: the benchmark sets it for every trial (sources -> "
+                              "arms[].sources, seed -> seeds, the test sets replace holdout, runs go under "
+                              "output.path); remove it")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+.")
 
 
@@ -72,6 +84,7 @@ class ArmSection:
                               "entry (random_init: true adds it); name your arm otherwise")
         if not self.sources:
             raise ConfigError(f"arm {self.name!r} has no sources: give at least one faces dataset")
+        check_train_keys(f"arm {self.name} train key", self.train)
 
 
 @dataclass
@@ -120,6 +133,9 @@ class TrainSection:
 
     config: str = ""
     set: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_train_keys("train.set key", self.set)
 
 
 @dataclass
@@ -219,5 +235,5 @@ class Config:
         return next((a for a in self.arms if a.name == name), None)
 
 
-__all__ = ["ArmSection", "Config", "OutputSection", "RANDOM_INIT", "ResourcesSection", "SourceSection",
+__all__ = ["ArmSection", "Config", "OWNED_TRAIN_KEYS", "OutputSection", "RANDOM_INIT", "ResourcesSection", "SourceSection",
            "TestSection", "TestSetSection", "TrainSection", "check_name"]

@@ -128,7 +128,9 @@ def _check_arm(cfg: Config, spec: TrialSpec, arm, facts: dict[str, SetFacts], li
             try:
                 kept = budget_rows(labels, src.images, src.identities, seed)
             except ConfigError as exc:
-                raise ConfigError(f"arm {arm.name!r}, source {src.path}: {exc}; lower the budget") from None
+                fix = (f"it is sized like arm {like!r} (match), which is larger than this source: match a "
+                       "smaller arm or give a larger source" if like and src is arm.sources[0] else "lower the budget")
+                raise ConfigError(f"arm {arm.name!r}, source {src.path}: {exc}; {fix}") from None
         rows.append(SourceFacts(src.path, len(kept), len(np.unique(labels[kept])), np.zeros(0, np.int64)))
         parts.append(f"{len(kept)} images of {rows[-1].identities} identities from {src.path} (weight {src.weight:g})")
     tcfg = train_config(spec, arm.name, cfg.seeds[0], [(s.path, s.weight) for s in arm.sources], spec.folder)

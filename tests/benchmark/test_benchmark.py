@@ -170,5 +170,5 @@ def test_an_arm_matched_to_another_takes_its_sizes(bench, bench_sets):
     assert [(s.images, s.identities) for s in sources] == [(24, 4), (None, None)]
     too_big = bench(arms=[{"name": "real", "sources": [{"path": bench_sets["real"]}]},
                           {"name": "other", "sources": [{"path": bench_sets["other"]}], "match": "real"}])
-    with pytest.raises(config.ConfigError, match="identities budget 8 exceeds the 4"):
+    with pytest.raises(config.ConfigError, match="identities budget 8 exceeds the 4.*sized like arm 'real'"):
         plan.preflight(too_big)

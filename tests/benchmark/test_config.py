@@ -23,6 +23,9 @@ from synthface_ray.config import ConfigError
     ({"test.sets": [{"name": "a", "path": "x"}, {"name": "a", "path": "y"}]}, "names repeat"),
     ({"resources.concurrent": 0}, "resources.concurrent=0"),
     ({"test.impostor": 0}, "test.impostor=0"),
+    ({"train.set": {"run.seed": 3}}, "train.set key 'run.seed': the benchmark sets it"),
+    ({"arms": [{"name": "a", "sources": [{"path": "x"}], "train": {"holdout.identities": 5}}]},
+     "arm a train key 'holdout.identities': the benchmark sets it"),
 ])
 def test_bad_configs_are_refused_with_the_key(bench, overrides, message):
     with pytest.raises(ConfigError, match=message):
