@@ -55,11 +55,13 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     for line in lines:
         print(f"benchmark: {line}", flush=True)
     rows, summary, failures = runner.run(spec, _notes(spec) + [x for x in lines if x.startswith("WARNING")])
-    print(f"\n== benchmark {cfg.output.name}: verification on real identities no arm trained on")
-    _print_summary(summary, spec.cfg.reference_arm)
-    print(f"report: {spec.location().join(runner.REPORT).uri}")
+    if rows:
+        print(f"\n== benchmark {cfg.output.name}: verification on real identities no arm trained on")
+        _print_summary(summary, spec.cfg.reference_arm)
+        print(f"report: {spec.location().join(runner.REPORT).uri}")
     if failures:
-        print("some trials failed (re-run the same command to retry them; finished trials are reused):\n  "
+        print(("no trial finished" if not rows else "some trials failed") + " (re-run the same command to "
+              "retry them; finished trials are reused; each trial's log is in the Ray session logs):\n  "
               + "\n  ".join(failures), file=sys.stderr)
         return 1
     return 0

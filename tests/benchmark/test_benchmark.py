@@ -172,3 +172,21 @@ def test_an_arm_matched_to_another_takes_its_sizes(bench, bench_sets):
                           {"name": "other", "sources": [{"path": bench_sets["other"]}], "match": "real"}])
     with pytest.raises(config.ConfigError, match="identities budget 8 exceeds the 4.*sized like arm 'real'"):
         plan.preflight(too_big)
+
+
+@pytest.mark.slow
+def test_a_failed_trial_is_reported_and_the_finished_ones_still_make_the_report(ray_local, bench, bench_sets,
+                                                                               tmp_path):
+    from synthface_ray.benchmark import runner
+
+    shutil.copytree(bench_sets["real"], tmp_path / "doomed")
+    cfg = bench(arms=[{"name": "doomed", "sources": [{"path": str(tmp_path / "doomed")}]}], seeds=[0])
+    spec, lines = plan.preflight(cfg)
+    shutil.rmtree(tmp_path / "doomed")  # the data disappears after the checks, before its trial
+    rows, summary, failures = runner.run(spec, [])
+    assert [(r["arm"], r["seed"]) for r in rows] == [("random_init", 0)]
+    assert len(failures) == 1 and failures[0].startswith("doomed seed 0:")
+    folder = tmp_path / "bench" / "tiny"
+    text = (folder / "report.md").read_text()
+    assert "**Failed trials**" in text and "doomed seed 0:" in text
+    assert not list(folder.glob("trials/doomed/*/result.json"))
