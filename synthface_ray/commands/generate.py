@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from synthface_ray import storage
-from synthface_ray.commands.common import print_dry_run
+from synthface_ray.commands.common import print_dry_run, write_resolved_config
 from synthface_ray.generate.config import Config
 
 HELP = "generate the planned images on a Ray Data actor pool -> Parquet shards + manifest.json (resumable)"
@@ -56,6 +56,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         png = grid.render(job.out, job.plan, cfg.grid.identities, cfg.grid.images, cfg.grid.mixes)
         storage.atomic_write_bytes(job.out.join(shards.GRID), png)
         where.append(f"grid: {job.out.join(shards.GRID).uri}")
+    write_resolved_config(job.out, cfg, "generate")  # before the manifest, which is written last
     manifest, summary = pipeline.finish(job, receipts, wall, use_gpu)
     where.insert(0, f"dataset: {job.out.uri} ({manifest['rows']} rows, {MANIFEST} written last)")
     for line in summary.lines() + where:

@@ -60,6 +60,10 @@ def test_end_to_end_writes_exactly_the_plan_with_scores_grid_and_manifest(refere
     assert table.column("fr_cosine").null_count == 0 and (abs(cos) <= 1 + 1e-6).all()
     assert set(table.column("source").to_pylist()) == {1}
     assert (reference / "grid.png").stat().st_size > 0
+    from synthface_ray import config
+
+    saved = config.load(type(gen_config(gen_inputs, reference.parent, "ref")), str(reference / "config.yaml"))
+    assert config.to_dict(saved) == config.to_dict(gen_config(gen_inputs, reference.parent, "ref"))
     before = _files(reference)
     assert generate.run(gen_config(gen_inputs, reference.parent, "ref")) == 0  # complete: nothing to do
     assert "nothing to do" in capsys.readouterr().out
