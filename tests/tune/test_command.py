@@ -81,7 +81,10 @@ def test_a_sweep_whose_driver_is_killed_is_restored_and_finishes_without_rerunni
     cfg = sweep(**{"search.samples": 6, "search.scheduler": "fifo", "search.concurrent": 1})
     path = tmp_path / "sweep.yaml"
     path.write_text(config.dump_yaml(cfg))
-    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    # Tune snapshots its experiment state every >= 10 s by default: on a quiet machine the 6 trials
+    # could all finish between two snapshots, and the driver would never be seen mid-way
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address,
+           "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
     proc = subprocess.Popen([sys.executable, "-m", "synthface_ray.cli", "tune", "--config", str(path)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     exp = Path(cfg.output.path) / cfg.output.name
