@@ -31,20 +31,13 @@ class ModelSection:
 
 def embed_faces(embedder, uri: str, cfg: StorageConfig, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """``(embeddings (N, D), labels (N,))`` of every decodable image of a faces dataset, resized
-    to the backbone's input size; corrupt images are skipped (counted in the log)."""
+    to the backbone's input size, with a progress bar; corrupt images are skipped (counted and
+    printed)."""
     from synthface_ray.commands.common import progress
-    from synthface_ray.data.loader import iter_training_batches
-    from synthface_ray.data.transforms import DecodeReport
+    from synthface_ray.evaluate.downstream import embed_set
 
-    report, embs, labels = DecodeReport(), [], []
-    size = embedder.config.input_size
     with progress(None, "embed") as bar:
-        for batch in iter_training_batches(uri, batch_size, size, cfg=cfg, report=report):
-            embs.append(embedder(batch["image"], batch_size))
-            labels.append(batch["label"].numpy())
-            bar.update(len(labels[-1]))
+        emb, labels, report = embed_set(embedder, uri, cfg, batch_size, on_batch=bar.update)
     if report.skipped:
         print(report.summary())
-    if not embs:
-        raise ValueError(f"{uri} has no decodable images")
-    return np.concatenate(embs), np.concatenate(labels)
+    return emb, labels

@@ -5,6 +5,7 @@ measurement behind ``synthface benchmark`` and the ``downstream_*`` objectives o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,9 +25,11 @@ class PairProtocol:
     seed: int = 0
 
 
-def embed_set(embedder, path: str, store: StorageConfig | None, batch_size: int = 512):
+def embed_set(embedder, path: str, store: StorageConfig | None, batch_size: int = 512,
+              on_batch: Callable[[int], None] | None = None):
     """``(embeddings, labels, decode report)`` of every decodable image of a faces set, resized
-    to the backbone's input size (corrupt images skipped and counted in the report)."""
+    to the backbone's input size (corrupt images skipped and counted in the report);
+    ``on_batch(rows)`` after each batch (e.g. a progress bar)."""
     from synthface_ray.data.loader import iter_training_batches
     from synthface_ray.data.transforms import DecodeReport
 
@@ -34,6 +37,8 @@ def embed_set(embedder, path: str, store: StorageConfig | None, batch_size: int 
     for batch in iter_training_batches(path, batch_size, embedder.config.input_size, cfg=store, report=report):
         embs.append(embedder(batch["image"], batch_size))
         labels.append(batch["label"].numpy())
+        if on_batch is not None:
+            on_batch(len(labels[-1]))
     if not embs:
         raise ValueError(f"{path} has no decodable images")
     return np.concatenate(embs), np.concatenate(labels), report
