@@ -40,6 +40,7 @@ class ActorSettings:
     precision: str
     torch_threads: int
     fault: dict | None = None
+    gate: object | None = None  # an enabled generate.gate.GateSection: the actor samples through it
 
 
 def _identities(settings: ActorSettings):
@@ -92,15 +93,15 @@ class GeneratorActor:
         self.alive.set(1, tags=tags)
         self.done = 0
         self.commit = commit
-        self.scorer = FRScorer(settings, commit["size"]) if commit and settings.fr else None
+        self.scorer = FRScorer(settings, commit["size"]) if commit and settings.fr and not settings.gate else None
+        self.gate_embedder = _embedder(settings, self.device) if settings.gate else None
 
     def __call__(self, table: pa.Table) -> pa.Table:
         start = time.perf_counter()
         self.alive.set(1, tags=self.tags)  # re-set per shard: Ray drops a gauge ~20 s after its last set
         try:
             _maybe_fail(self.settings.fault, self.done)
-            out = gb.sample_batch(self.gen, table, self.sampler, self.identities,
-                                  micro_batch=self.settings.micro_batch, device=self.device, dtype=self.dtype)
+            out = self._sample(table)
         except Exception:
             self.failures.inc(1, tags={"run": self.settings.run, "stage": "generate"})
             raise
@@ -114,6 +115,24 @@ class GeneratorActor:
         if self.commit is None:
             return out
         return encode_and_commit(self.scorer(out) if self.scorer else out, **self.commit)
+
+
+    def _sample(self, table: pa.Table) -> pa.Table:
+        """The shard's rows sampled (through the consistency gate when one is configured)."""
+        kw = {"micro_batch": self.settings.micro_batch, "device": self.device, "dtype": self.dtype}
+        if self.gate_embedder is None:
+            return gb.sample_batch(self.gen, table, self.sampler, self.identities, **kw)
+        from synthface_ray.generate.gate import sample_gated
+
+        return sample_gated(self.gen, table, self.sampler, self.identities, self.gate_embedder,
+                            self.settings.gate, size=self.gen.shape[-1], **kw)
+
+
+def _embedder(settings: ActorSettings, device):
+    """The FR backbone that scores (and gates) generated images, on ``device``."""
+    from synthface_ray.models.recognition.embedder import Embedder
+
+    return Embedder.from_pretrained(settings.fr, device)
 
 
 def _maybe_fail(fault: dict | None, done: int) -> None:
@@ -145,10 +164,8 @@ class FRScorer:
     """Loads the FR backbone once; adds ``fr_cosine`` to every row of a shard."""
 
     def __init__(self, settings: ActorSettings, size: int) -> None:
-        from synthface_ray.models.recognition.embedder import Embedder
-
         device, _ = _setup_torch(settings)
-        self.embedder = Embedder.from_pretrained(settings.fr, device)
+        self.embedder = _embedder(settings, device)
         self.identities = _identities(settings)
         self.size = size
         self.run = settings.run
@@ -164,15 +181,17 @@ class FRScorer:
 
 def encode_and_commit(table: pa.Table, *, out_uri: str, storage_cfg: dict, size: int, fmt: str,
                       quality: int, sampler_json: str, model_id: str, expected: dict[int, int],
-                      run: str) -> pa.Table:
+                      run: str, drop_failed: bool = False) -> pa.Table:
     """Encode a block's images and commit each of its shards; returns one receipt row per shard.
 
     A block must hold whole shards (the pipeline keeps one shard per block); a partial shard is
-    refused rather than written."""
+    refused rather than written. With ``drop_failed`` the rows the consistency gate rejected
+    are left out of the shard (after that check: the shard was generated whole)."""
     import numpy as np
 
     from synthface_ray import storage
     from synthface_ray.config import from_dict
+    from synthface_ray.generate.gate import drop_failed as passed_only
     from synthface_ray.storage import StorageConfig
 
     loc = storage.resolve(out_uri, from_dict(StorageConfig, storage_cfg))
@@ -182,11 +201,14 @@ def encode_and_commit(table: pa.Table, *, out_uri: str, storage_cfg: dict, size:
         if part.num_rows != expected[shard]:
             raise RuntimeError(f"shard {shard} reached the writer with {part.num_rows} of "
                                f"{expected[shard]} rows; refusing to write a partial shard")
+        actor = part.column("actor")[0].as_py()
+        gen_seconds = float(np.asarray(part.column("gen_seconds"))[0])
+        if drop_failed:
+            part = passed_only(part)
         rows = gb.faces_rows(part, size=size, fmt=fmt, quality=quality, sampler_json=sampler_json,
                              model_id=model_id)
-        actors = part.column("actor").to_pylist()
-        rec = shards.commit_shard(loc, shard, rows, actor=actors[0],
-                                  gen_seconds=float(np.asarray(part.column("gen_seconds"))[0]))
+        rec = shards.commit_shard(loc, shard, rows, actor=actor,
+                                  gen_seconds=gen_seconds)
         receipts.append(rec)
     _metric("Counter", "synthface_shards_committed", "shards committed", ("run",)).inc(
         len(receipts), tags={"run": run})

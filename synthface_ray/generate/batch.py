@@ -20,6 +20,7 @@ from synthface_ray.mining.plan import IDENTITY_ID, MIX_IDS, MIX_WEIGHTS, NEGATIV
 
 PLAN_COLUMNS = (ROW_ID, IDENTITY_ID, MIX_IDS, MIX_WEIGHTS, NEGATIVE_ID, SEED)
 PIXELS, T0, NFE, FR_COSINE, SAMPLER, MODEL = "pixels", "t0", "nfe", "fr_cosine", "sampler", "model"
+GATE_COLUMNS = ("attempts", "gate_passed")  # written when the consistency gate ran (generate/gate.py)
 SOURCE_SYNTHETIC = 1
 IMAGE_FORMATS = {"png": "PNG", "jpeg": "JPEG"}
 
@@ -169,7 +170,8 @@ def faces_rows(batch: pa.Table, *, size: int, fmt: str, quality: int, sampler_js
                model_id: str) -> pa.Table:
     """The generated-table rows of a batch: faces columns (``label`` = identity_id, ``source`` =
     1 synthetic), the plan columns, ``fr_cosine`` (null without an FR model), ``t0``, ``nfe``,
-    ``sampler`` (resolved config JSON) and ``model`` (checkpoint id)."""
+    ``sampler`` (resolved config JSON), ``model`` (checkpoint id) and, when the consistency gate
+    ran, ``attempts`` and ``gate_passed``."""
     pixels = pixel_array(batch, size)
     row_ids = batch.column(ROW_ID).to_numpy()
     n = batch.num_rows
@@ -178,6 +180,7 @@ def faces_rows(batch: pa.Table, *, size: int, fmt: str, quality: int, sampler_js
     extra.update({FR_COSINE: fr, T0: batch.column(T0), NFE: batch.column(NFE),
                   SAMPLER: pa.array([sampler_json] * n, pa.string()),
                   MODEL: pa.array([model_id] * n, pa.string())})
+    extra.update({name: batch.column(name) for name in GATE_COLUMNS if name in batch.column_names})
     extra = {k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v) for k, v in extra.items()}
     return schema.faces_table([encode(p, fmt, quality) for p in pixels], batch.column(IDENTITY_ID).to_pylist(),
                               SOURCE_SYNTHETIC, [f"{int(r)}.{fmt}" for r in row_ids], extra)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from synthface_ray.config import ConfigError, check_choice, check_range
+from synthface_ray.generate.gate import GateSection
 from synthface_ray.models.device import DEVICE_CHOICES, PRECISION_CHOICES
 from synthface_ray.storage import StorageConfig
 
@@ -139,6 +140,7 @@ class Config:
     pool: PoolSection = field(default_factory=PoolSection)
     output: OutputSection = field(default_factory=OutputSection)
     grid: GridSection = field(default_factory=GridSection)
+    gate: GateSection = field(default_factory=GateSection)
     storage: StorageConfig = field(default_factory=StorageConfig)
     fault: FaultSection = field(default_factory=FaultSection)
 
@@ -148,5 +150,5 @@ class Config:
         resolve(self.sampler)  # unknown recipes/keys are refused here, before any work
 
 
-__all__ = ["Config", "FaultSection", "GridSection", "InputSection", "ModelSection", "OutputSection",
+__all__ = ["Config", "FaultSection", "GateSection", "GridSection", "InputSection", "ModelSection", "OutputSection",
            "PoolSection"]

@@ -159,6 +159,9 @@ def prepare(cfg: Config) -> Job:
     if not cfg.model.generator:
         raise ConfigError("model.generator is required: a `synthface train-generator` export (--generator)")
     cfg.model.fr = _model_folder(cfg.model.fr, "model.fr")
+    if cfg.gate.enabled and cfg.model.fr is None:
+        raise ConfigError("gate.min_fr_cosine / gate.max_other_cosine judge each image with the FR model: "
+                          "set model.fr (an exported FR backbone) and input.identities, or unset the gate")
     plan = read_plan(cfg)
     ids = _referenced(plan)
     identities = _check_identities(cfg, ids)
@@ -176,6 +179,8 @@ def prepare(cfg: Config) -> Job:
         "jpeg_quality": cfg.output.jpeg_quality if cfg.output.format == "jpeg" else None,
         "micro_batch": cfg.pool.micro_batch, "precision": cfg.pool.precision,
     }
+    if cfg.gate.enabled:  # only then: an ungated job keeps the fingerprint it always had
+        content["gate"] = to_dict(cfg.gate)
     out = storage.resolve(cfg.output.path, cfg.storage).join(cfg.output.name)
     return Job(cfg, out, shards.assign_shards(plan, cfg.output.rows_per_file), identities, gen.shape,
                sampler, content, "generator:" + content["generator"][:16])
@@ -230,7 +235,8 @@ def _settings(job: Job, identities_ref) -> Any:
     return ActorSettings(run=cfg.output.name, generator=cfg.model.generator, fr=cfg.model.fr,
                          sampler=cfg.sampler, identities_ref=identities_ref,
                          micro_batch=cfg.pool.micro_batch, device=cfg.pool.device,
-                         precision=cfg.pool.precision, torch_threads=cfg.pool.torch_threads, fault=fault)
+                         precision=cfg.pool.precision, torch_threads=cfg.pool.torch_threads, fault=fault,
+                         gate=cfg.gate if cfg.gate.enabled else None)
 
 
 def build_dataset(job: Job, use_gpu: bool):
@@ -249,7 +255,7 @@ def build_dataset(job: Job, use_gpu: bool):
               "size": job.shape[-1], "fmt": cfg.output.format, "quality": cfg.output.jpeg_quality,
               "sampler_json": gb.sampler_json(job.sampler), "model_id": job.model_id,
               "expected": {int(p.column(shards.SHARD)[0].as_py()): p.num_rows for p in parts},
-              "run": cfg.output.name}
+              "run": cfg.output.name, "drop_failed": cfg.gate.enabled and cfg.gate.on_fail == "drop"}
     fused = pool.fused(use_gpu)
     gpu = {"num_gpus": pool.gpus_per_actor} if use_gpu else {"num_cpus": pool.cpus_per_actor}
     ds = ray.data.from_arrow(parts).map_batches(
@@ -258,7 +264,7 @@ def build_dataset(job: Job, use_gpu: bool):
         compute=ray.data.ActorPoolStrategy(min_size=pool.min_actors or pool.actors, max_size=pool.actors), **gpu)
     if fused:
         return ds
-    if cfg.model.fr:
+    if cfg.model.fr and not cfg.gate.enabled:  # the gate scored every row already
         fr_res = {"num_gpus": pool.fr_gpus} if use_gpu else {"num_cpus": pool.fr_cpus}
         ds = ds.map_batches(FRScorer, fn_constructor_kwargs={"settings": settings, "size": job.shape[-1]},
                             batch_size=None, batch_format="pyarrow",
@@ -278,10 +284,19 @@ def layout(cfg: Config, use_gpu: bool) -> str:
     actors = f"{pool.actors} generator actor(s) of {each}"
     if pool.min_actors:
         actors = f"{pool.min_actors}..{actors}"
+    gate = f"; {describe_gate(cfg.gate)}" if cfg.gate.enabled else ""
     if pool.fused(use_gpu):
-        return f"pool: {actors}, fused (each samples, {'FR-scores, ' if cfg.model.fr else ''}encodes and commits)"
-    scorer = f"{pool.fr_actors} FR scoring actor(s), " if cfg.model.fr else ""
-    return f"pool: {actors}, staged ({scorer}encode tasks of {pool.encode_cpus:g} CPU)"
+        return f"pool: {actors}, fused (each samples, {'FR-scores, ' if cfg.model.fr else ''}encodes and commits){gate}"
+    scorer = f"{pool.fr_actors} FR scoring actor(s), " if cfg.model.fr and not cfg.gate.enabled else ""
+    return f"pool: {actors}, staged ({scorer}encode tasks of {pool.encode_cpus:g} CPU){gate}"
+
+
+def describe_gate(gate) -> str:
+    """The consistency gate in words, e.g. for the run's first line."""
+    tests = [f"fr_cosine >= {gate.min_fr_cosine:g}" if gate.min_fr_cosine is not None else "",
+             f"cosine to any other identity <= {gate.max_other_cosine:g}" if gate.max_other_cosine is not None else ""]
+    return (f"consistency gate: {' and '.join(t for t in tests if t)}, up to {gate.attempts} draw(s) per row, "
+            f"{gate.on_fail} rows that never pass")
 
 
 def execute(job: Job) -> tuple[list[dict[str, Any]], bool]:
@@ -314,6 +329,7 @@ class Summary:
     shards: int
     accelerators: float
     accelerator: str
+    gate: dict[str, int] | None = None
 
     @property
     def images_per_s(self) -> float:
@@ -337,7 +353,31 @@ class Summary:
             f"dataset: {self.total} images in {self.shards} shards",
             f"projected {self.hours_per_million:.1f} {self.accelerator}-hours per million images at the "
             f"measured per-actor rate ({self.accelerators:g} {self.accelerator} per actor)",
-        ]
+        ] + ([gate_line(self.gate)] if self.gate else [])
+
+
+def gate_line(c: dict[str, int]) -> str:
+    """The consistency gate's counts in words."""
+    return (f"consistency gate: of {c['planned']} planned rows {c['passed_first_draw']} passed at the first "
+            f"draw, {c['passed_after_redraw']} after re-draws; {c['dropped']} dropped, "
+            f"{c['kept_failing']} kept failing (gate_passed = false); {c['written']} written")
+
+
+def read_gate_counts(job: Job, shard_count: int) -> dict[str, int]:
+    """:func:`~synthface_ray.generate.gate.gate_counts` over every committed shard."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from synthface_ray.data.faces import shard_name
+    from synthface_ray.generate.gate import ATTEMPTS, GATE_PASSED, gate_counts
+
+    cols = [pq.read_table(io.BytesIO(storage.read_bytes(job.out.join(shard_name(k)))), columns=[ATTEMPTS, GATE_PASSED])
+            for k in range(shard_count)]
+    attempts = np.concatenate([t.column(ATTEMPTS).to_numpy(zero_copy_only=False) for t in cols])
+    passed = np.concatenate([t.column(GATE_PASSED).to_numpy(zero_copy_only=False) for t in cols])
+    return gate_counts(attempts, passed, job.plan.num_rows)
 
 
 def check_complete(job: Job) -> int:
@@ -368,12 +408,16 @@ def finish(job: Job, receipts: list[dict[str, Any]], wall_s: float, use_gpu: boo
                       busy_s=sum(r.get("gen_seconds", 0.0) for r in receipts),
                       total=sum(f["rows"] for f in files), shards=total,
                       accelerators=pool.gpus_per_actor if use_gpu else pool.torch_threads,
-                      accelerator="GPU" if use_gpu else "CPU")
+                      accelerator="GPU" if use_gpu else "CPU",
+                      gate=read_gate_counts(job, total) if job.cfg.gate.enabled else None)
+    counts = {"planned": job.plan.num_rows, "rows": summary.total, "shards": total,
+              "identities": int(pa.compute.count_distinct(job.plan.column(IDENTITY_ID)).as_py())}
+    if summary.gate:
+        counts["gate"] = summary.gate
     manifest = publish_manifest(
         job.out, files, schema, kind="generated", job_fingerprint=job.fingerprint, content=job.content,
         models={"generator": job.cfg.model.generator, "generator_id": job.model_id, "fr": job.cfg.model.fr},
-        counts={"planned": job.plan.num_rows, "rows": summary.total, "shards": total,
-                "identities": int(pa.compute.count_distinct(job.plan.column(IDENTITY_ID)).as_py())},
+        counts=counts,
         config=to_dict(job.cfg), last_run={"images": summary.images, "wall_s": round(wall_s, 3),
                                            "busy_s": round(summary.busy_s, 3)})
     return manifest, summary

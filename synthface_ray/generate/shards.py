@@ -92,10 +92,12 @@ def committed(loc: Location) -> set[int]:
 
 
 def receipt(shard: int, data: bytes, table: pa.Table, **extra: Any) -> dict[str, Any]:
+    """A shard's receipt; a shard the consistency gate emptied has no first/last row id (None)."""
     rows = table.column(ROW_ID).to_numpy()
+    first, last = (int(rows.min()), int(rows.max())) if len(rows) else (None, None)
     return {"shard": shard, "path": shard_name(shard), "rows": table.num_rows, "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(), "first_row_id": int(rows.min()),
-            "last_row_id": int(rows.max()), **extra}
+            "sha256": hashlib.sha256(data).hexdigest(), "first_row_id": first,
+            "last_row_id": last, **extra}
 
 
 def parquet_bytes(table: pa.Table) -> bytes:

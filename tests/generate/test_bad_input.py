@@ -136,3 +136,29 @@ def test_unknown_sampler_key_is_refused_on_load(tmp_path, capsys):
     path = tmp_path / "g.yaml"
     path.write_text("sampler: {recipe: cfg, stepz: 3}\n")
     _fails(["generate", "--config", str(path)], capsys, "stepz")
+
+
+def test_a_gate_without_an_fr_model_is_refused_before_anything_is_written(gen_inputs, tmp_path, capsys):
+    cfg = gen_config(gen_inputs, tmp_path / "out", **{"gate.min_fr_cosine": 0.3})
+    cfg.model.fr = None
+    _fails(_argv(cfg, tmp_path), capsys, r"gate.min_fr_cosine / gate.max_other_cosine judge each image "
+                                         r"with the FR model: set model.fr")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("key,value,message", [("gate.min_fr_cosine", 2, r"gate.min_fr_cosine=2.0 is out of range"),
+                                               ("gate.attempts", 0, r"gate.attempts=0 is out of range")])
+def test_gate_settings_out_of_range_are_refused_on_load(tmp_path, capsys, key, value, message):
+    path = tmp_path / "g.yaml"
+    path.write_text("sampler: {recipe: cfg}\n")
+    _fails(["generate", "--config", str(path), "--set", f"{key}={value}"], capsys, message)
+
+
+def test_layout_line_describes_the_gate():
+    from synthface_ray.generate.config import Config
+
+    cfg = config.load(Config, None, ["model.fr=fr", "gate.min_fr_cosine=0.4", "gate.max_other_cosine=0.5"])
+    assert pipeline.layout(cfg, use_gpu=False).endswith(
+        "; consistency gate: fr_cosine >= 0.4 and cosine to any other identity <= 0.5, up to 4 draw(s) per row, "
+        "drop rows that never pass")
+    assert "FR scoring" not in pipeline.layout(cfg, use_gpu=True)  # the generator actors score

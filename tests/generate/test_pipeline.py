@@ -137,3 +137,42 @@ def test_driver_killed_with_sigkill_then_rerun_completes(ray_local, reference, g
     assert generate.run(config.load(type(cfg), str(path))) == 0
     _check_dataset(str(tmp_path / "ref"), gen_inputs["plan"])
     assert _files(tmp_path / "ref") == _files(reference)
+
+
+@pytest.fixture(scope="module")
+def gated(reference, gen_inputs, tmp_path_factory):
+    """An uninterrupted run through the consistency gate (threshold: the reference's median
+    fr_cosine, 2 draws, failing rows dropped): its config, folder and threshold."""
+    import numpy as np
+
+    threshold = float(np.median(open_faces(str(reference)).to_table().column("fr_cosine").to_numpy()))
+    sets = {"gate.min_fr_cosine": threshold, "gate.attempts": 2}
+    out = tmp_path_factory.mktemp("gated")
+    assert generate.run(gen_config(gen_inputs, out, "gated", **sets)) == 0
+    return sets, out / "gated", threshold
+
+
+def test_gated_run_writes_only_passing_rows_and_counts_what_the_gate_did(gated, gen_inputs, capsys):
+    sets, folder, threshold = gated
+    table = open_faces(str(folder)).to_table()
+    manifest = storage.read_json(storage.resolve(str(folder)).join("manifest.json"))
+    counts = manifest["counts"]["gate"]
+    assert manifest["rows"] == table.num_rows == counts["written"] < 44
+    assert counts["planned"] == 44 and counts["dropped"] == 44 - table.num_rows and counts["kept_failing"] == 0
+    assert counts["passed_after_redraw"] > 0  # some rows passed at their second draw
+    assert (table.column("fr_cosine").to_numpy() >= threshold).all() and all(table.column("gate_passed").to_pylist())
+    assert sorted(set(table.column("attempts").to_pylist())) == [1, 2]
+    assert len(set(table.column("row_id").to_pylist())) == table.num_rows
+    assert generate.run(gen_config(gen_inputs, folder.parent, "gated", **sets)) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_gated_run_interrupted_then_resumed_is_byte_identical(gated, gen_inputs, tmp_path, capsys):
+    sets, folder, _ = gated
+    with pytest.raises(Exception, match="injected failure"):
+        generate.run(gen_config(gen_inputs, tmp_path, "gated", **sets, **{"fault.after_shards": 2}))
+    assert not (tmp_path / "gated" / "manifest.json").exists()
+    assert generate.run(gen_config(gen_inputs, tmp_path, "gated", **sets, **{"pool.stages": "staged"})) == 0
+    out = capsys.readouterr().out
+    assert "resuming" in out and "consistency gate: fr_cosine >=" in out and "dropped" in out
+    assert _files(tmp_path / "gated") == _files(folder)
