@@ -6,7 +6,10 @@ filter runs inside the generation step, so that a rejected row is re-drawn at on
 deterministic seed) instead of leaving its identity short of images. A row is accepted when
 
 - its image's FR cosine to its own identity (``fr_cosine``, :func:`batch.reference_embeddings`)
-  is at least ``min_fr_cosine``, and
+  is at least ``min_fr_cosine`` for a single-identity row, ``min_mix_cosine`` for a ScoreMix row
+  (whose reference, the normalised weighted sum of its sources, sits between two people: on the
+  ToyFaces generator plain rows score 0.87 on average and mixes 0.41, so one threshold for both
+  drops the mixes), and
 - its highest FR cosine to any *other* identity of the identities table (its mix sources
   excluded) is at most ``max_other_cosine`` (the image must not look like somebody else).
 
@@ -31,6 +34,7 @@ from synthface_ray.mining.plan import MIX_IDS, SEED, splitmix64
 
 ATTEMPTS, GATE_PASSED = gb.GATE_COLUMNS
 ON_FAIL = ("drop", "keep")
+THRESHOLDS = ("min_fr_cosine", "min_mix_cosine", "max_other_cosine")
 _MASK63 = np.uint64((1 << 63) - 1)
 
 
@@ -38,19 +42,22 @@ _MASK63 = np.uint64((1 << 63) - 1)
 class GateSection:
     """The ``gate`` section of ``synthface generate`` (off unless a threshold is set).
 
-    ``min_fr_cosine``: accept a row only if its image's FR cosine to its identity is at least this
-    (in [-1, 1]; null = no such test). ``max_other_cosine``: accept only if its highest cosine to
+    ``min_fr_cosine``: accept a single-identity row only if its image's FR cosine to its identity
+    is at least this (in [-1, 1]; null = no such test). ``min_mix_cosine``: the same for ScoreMix
+    rows, against the normalised weighted sum of their sources (null = mixes are not tested on
+    it). ``max_other_cosine``: accept only if its highest cosine to
     any other identity of the identities table is at most this (in [-1, 1]; null = no test).
     ``attempts``: draws per row at most (1 = no re-draw). ``on_fail``: ``drop`` a row that never
     passed, or ``keep`` its best draw flagged ``gate_passed = false``. Needs ``model.fr``."""
 
     min_fr_cosine: float | None = None
+    min_mix_cosine: float | None = None
     max_other_cosine: float | None = None
     attempts: int = 4
     on_fail: str = "drop"
 
     def __post_init__(self) -> None:
-        for key in ("min_fr_cosine", "max_other_cosine"):
+        for key in THRESHOLDS:
             value = getattr(self, key)
             if value is not None:
                 check_range(f"gate.{key}", value, -1.0, 1.0)
@@ -59,7 +66,7 @@ class GateSection:
 
     @property
     def enabled(self) -> bool:
-        return self.min_fr_cosine is not None or self.max_other_cosine is not None
+        return any(getattr(self, key) is not None for key in THRESHOLDS)
 
 
 def attempt_seed(seeds: np.ndarray, attempt: int) -> np.ndarray:
@@ -93,20 +100,25 @@ def other_max_cosine(emb: np.ndarray, own: list[np.ndarray], identities: gb.Iden
     return best
 
 
-def margin(fr_cosine: np.ndarray, other: np.ndarray, gate: GateSection) -> np.ndarray:
-    """How far each draw is inside the gate (>= 0 = accepted): the smaller of the two tests'
-    slacks; a test that is off has infinite slack."""
-    lo = fr_cosine - gate.min_fr_cosine if gate.min_fr_cosine is not None else np.inf
-    hi = gate.max_other_cosine - other if gate.max_other_cosine is not None else np.inf
-    return np.minimum(np.broadcast_to(lo, fr_cosine.shape), np.broadcast_to(hi, fr_cosine.shape))
+def margin(fr_cosine: np.ndarray, other: np.ndarray, is_mix: np.ndarray, gate: GateSection) -> np.ndarray:
+    """How far each draw is inside the gate (>= 0 = accepted): the smallest slack of the tests
+    that apply to it (``min_mix_cosine`` to mixes, ``min_fr_cosine`` to the other rows,
+    ``max_other_cosine`` to all); a test that is off has infinite slack."""
+    def floor(value):
+        return -np.inf if value is None else value
+
+    own_floor = np.where(is_mix, floor(gate.min_mix_cosine), floor(gate.min_fr_cosine))
+    hi = np.inf if gate.max_other_cosine is None else gate.max_other_cosine - other
+    return np.minimum(fr_cosine - own_floor, hi)
 
 
 def _score(embedder, drawn: pa.Table, identities: gb.IdentityTable, size: int):
-    """``(fr_cosine, highest cosine to another identity)`` of each drawn row."""
+    """``(fr_cosine, highest cosine to another identity, is a mix)`` of each drawn row."""
     emb = gb.image_embeddings(embedder, gb.pixel_array(drawn, size))
     fr = (emb * gb.reference_embeddings(drawn, identities)).sum(1)
     own = [np.asarray(ids, np.int64) for ids in drawn.column(MIX_IDS).to_pylist()]
-    return fr.astype(np.float32), other_max_cosine(emb, own, identities)
+    is_mix = np.array([len(ids) > 1 for ids in own], bool)
+    return fr.astype(np.float32), other_max_cosine(emb, own, identities), is_mix
 
 
 def _with_seeds(batch: pa.Table, seeds: np.ndarray) -> pa.Table:
@@ -128,8 +140,8 @@ def sample_gated(gen, batch: pa.Table, sampler, identities: gb.IdentityTable, em
         seeds = attempt_seed(plan_seeds[pending], attempt)
         drawn = gb.sample_batch(gen, _with_seeds(batch.take(pending), seeds), sampler, identities,
                                 micro_batch=micro_batch, device=device, dtype=dtype)
-        fr, other = _score(embedder, drawn, identities, size)
-        slack = margin(fr, other, gate)
+        fr, other, is_mix = _score(embedder, drawn, identities, size)
+        slack = margin(fr, other, is_mix, gate)
         rows = drawn.select([SEED, gb.PIXELS, gb.T0, gb.NFE]).to_pylist()
         for k, r in enumerate(pending):
             attempts[r] += 1

@@ -160,7 +160,7 @@ def prepare(cfg: Config) -> Job:
         raise ConfigError("model.generator is required: a `synthface train-generator` export (--generator)")
     cfg.model.fr = _model_folder(cfg.model.fr, "model.fr")
     if cfg.gate.enabled and cfg.model.fr is None:
-        raise ConfigError("gate.min_fr_cosine / gate.max_other_cosine judge each image with the FR model: "
+        raise ConfigError("gate.min_fr_cosine / min_mix_cosine / max_other_cosine judge each image with the FR model: "
                           "set model.fr (an exported FR backbone) and input.identities, or unset the gate")
     plan = read_plan(cfg)
     ids = _referenced(plan)
@@ -293,7 +293,9 @@ def layout(cfg: Config, use_gpu: bool) -> str:
 
 def describe_gate(gate) -> str:
     """The consistency gate in words, e.g. for the run's first line."""
-    tests = [f"fr_cosine >= {gate.min_fr_cosine:g}" if gate.min_fr_cosine is not None else "",
+    plain = " (single-identity rows)" if gate.min_mix_cosine is None else ""
+    tests = [f"fr_cosine >= {gate.min_fr_cosine:g}{plain}" if gate.min_fr_cosine is not None else "",
+             f"a mix's fr_cosine >= {gate.min_mix_cosine:g}" if gate.min_mix_cosine is not None else "",
              f"cosine to any other identity <= {gate.max_other_cosine:g}" if gate.max_other_cosine is not None else ""]
     return (f"consistency gate: {' and '.join(t for t in tests if t)}, up to {gate.attempts} draw(s) per row, "
             f"{gate.on_fail} rows that never pass")

@@ -48,8 +48,9 @@ EXPORT_MARKER = "condition/metadata.json"
 @dataclass
 class DataSection(FeedSection):
     """``path``: faces dataset (local or s3://). ``label_embeddings``: ``.npy`` of shape
-    (num_identities, embedding_dim), row ``label`` = that identity's FR embedding; required when
-    ``generator.condition`` is ``embedding``. ``resolution``: images are resized to it (default
+    (num_identities, embedding_dim), row ``label`` = that identity's FR embedding, or an identities
+    table (``.parquet``; ``synthface embed`` writes the class centres of a faces set) whose
+    ``identity_id`` is the label; required when ``generator.condition`` is ``embedding``. ``resolution``: images are resized to it (default
     ``generator.sample_size``; in latent space give the VAE's input size). The feed options
     (``shuffle_buffer``, ``strict``, ``cache``, ``cache_max_gb``) are :class:`FeedSection`'s."""
 
@@ -150,7 +151,9 @@ class TrainGeneratorConfig(JobConfig):
 
 # session: one worker's model, engine, EMA and RNG ----------------------------------------------
 def load_label_embeddings(uri: str, cfg: StorageConfig | None = None) -> torch.Tensor:
-    """The (num_identities, D) float32 table of identity embeddings from a ``.npy`` file."""
+    """The (num_identities, D) float32 table of identity embeddings: a ``.npy`` file (row = label)
+    or an identities table (``.parquet``, e.g. ``synthface embed``'s class centres: row
+    ``identity_id`` = that label; labels it lacks get NaN rows, which the pre-flight check names)."""
     import io
 
     import numpy as np
@@ -158,6 +161,8 @@ def load_label_embeddings(uri: str, cfg: StorageConfig | None = None) -> torch.T
     loc = storage.resolve(uri, cfg)
     if not storage.exists(loc):
         raise FileNotFoundError(f"data.label_embeddings: {loc.uri} does not exist")
+    if loc.uri.endswith(".parquet"):
+        return torch.from_numpy(_identities_by_label(storage.read_bytes(loc), loc.uri))
     table = np.load(io.BytesIO(storage.read_bytes(loc)), allow_pickle=False)
     if table.ndim != 2 or not np.issubdtype(table.dtype, np.floating):
         raise ValueError(
@@ -165,6 +170,26 @@ def load_label_embeddings(uri: str, cfg: StorageConfig | None = None) -> torch.T
             " expected floats of shape (num_identities, embedding_dim)"
         )
     return torch.from_numpy(table.astype(np.float32))
+
+
+def _identities_by_label(data: bytes, uri: str):
+    """An identities table's embeddings placed at row ``identity_id`` (NaN where an id is absent)."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from synthface_ray.data.identities import IDENTITY_ID, embeddings_of, validate_identities_schema
+
+    table = pq.read_table(io.BytesIO(data))
+    validate_identities_schema(table.schema)
+    ids, emb = table.column(IDENTITY_ID).to_numpy(), embeddings_of(table)
+    if len(ids) == 0 or ids.min() < 0 or len(np.unique(ids)) != len(ids):
+        raise ValueError(f"data.label_embeddings: {uri} must list each identity_id (= training label, >= 0) "
+                         "once; make it with `synthface embed --model FR --data FACES --out IDS.parquet`")
+    dense = np.full((int(ids.max()) + 1, emb.shape[1]), np.nan, np.float32)
+    dense[ids] = emb
+    return dense
 
 
 def _warmup_lambda(warmup: int):

@@ -51,7 +51,7 @@ def check_dataset(cfg: TrainGeneratorConfig) -> DatasetFacts:
     unique = np.unique(np.concatenate(labels)) if labels else np.array([], np.int64)
     if rows == 0:
         raise ConfigError(f"data.path={cfg.data.path} has no rows: nothing to train on")
-    _check_labels(cfg, int(unique[0]), int(unique[-1]))
+    _check_labels(cfg, unique)
     _check_sources(cfg, int(max_source))
     job.check_global_batch(cfg, rows, "data.path")
     return DatasetFacts(rows=rows, identities=len(unique), max_label=int(unique[-1]),
@@ -59,8 +59,9 @@ def check_dataset(cfg: TrainGeneratorConfig) -> DatasetFacts:
                         preview_labels=[int(x) for x in unique[: cfg.preview.identities]])
 
 
-def _check_labels(cfg: TrainGeneratorConfig, lo: int, hi: int) -> None:
+def _check_labels(cfg: TrainGeneratorConfig, labels: np.ndarray) -> None:
     """Condition ids (labels) must index the class table or the embedding table."""
+    lo, hi = int(labels[0]), int(labels[-1])
     if lo < 0:
         raise ConfigError(f"data.path has a negative label ({lo}): labels must be identity ids >= 0")
     gen = cfg.generator
@@ -77,6 +78,13 @@ def _check_labels(cfg: TrainGeneratorConfig, lo: int, hi: int) -> None:
                 f"data.label_embeddings has shape {tuple(table.shape)} but labels go up to {hi} and "
                 f"generator.embedding_dim={gen.embedding_dim}: need at least {hi + 1} rows of "
                 f"{gen.embedding_dim} floats"
+            )
+        absent = labels[torch.isnan(table[torch.as_tensor(labels)]).any(dim=1).numpy()]
+        if absent.size:
+            raise ConfigError(
+                f"data.label_embeddings has no embedding for label(s) {absent[:10].tolist()} "
+                f"({absent.size} in all) of data.path: embed the same faces set "
+                "(`synthface embed --model FR --data FACES --out IDS.parquet`)"
             )
 
 

@@ -141,8 +141,8 @@ def test_unknown_sampler_key_is_refused_on_load(tmp_path, capsys):
 def test_a_gate_without_an_fr_model_is_refused_before_anything_is_written(gen_inputs, tmp_path, capsys):
     cfg = gen_config(gen_inputs, tmp_path / "out", **{"gate.min_fr_cosine": 0.3})
     cfg.model.fr = None
-    _fails(_argv(cfg, tmp_path), capsys, r"gate.min_fr_cosine / gate.max_other_cosine judge each image "
-                                         r"with the FR model: set model.fr")
+    _fails(_argv(cfg, tmp_path), capsys, r"gate.min_fr_cosine / min_mix_cosine / max_other_cosine judge each "
+                                         r"image with the FR model: set model.fr")
     assert not (tmp_path / "out").exists()
 
 
@@ -159,6 +159,24 @@ def test_layout_line_describes_the_gate():
 
     cfg = config.load(Config, None, ["model.fr=fr", "gate.min_fr_cosine=0.4", "gate.max_other_cosine=0.5"])
     assert pipeline.layout(cfg, use_gpu=False).endswith(
-        "; consistency gate: fr_cosine >= 0.4 and cosine to any other identity <= 0.5, up to 4 draw(s) per row, "
+        "; consistency gate: fr_cosine >= 0.4 (single-identity rows) and cosine to any other identity <= 0.5, "
+        "up to 4 draw(s) per row, "
         "drop rows that never pass")
     assert "FR scoring" not in pipeline.layout(cfg, use_gpu=True)  # the generator actors score
+
+
+def test_identities_of_the_wrong_width_for_the_generator_or_the_fr_model_are_refused(gen_inputs, tmp_path, capsys):
+    from gen_helpers import save_generator
+
+    from synthface_ray.data.identities import identities_table
+
+    emb = np.random.default_rng(0).standard_normal((10, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    pq.write_table(identities_table(np.arange(10), emb, "random"), tmp_path / "i8.parquet")
+    embedding_gen = save_generator(tmp_path / "g", condition="embedding")  # takes 16-d embeddings
+    cfg = gen_config(gen_inputs, tmp_path / "out", **{"input.identities": str(tmp_path / "i8.parquet"),
+                                                      "model.generator": embedding_gen})
+    _fails(_argv(cfg, tmp_path), capsys, r"identities are 8-d but the generator takes 16-d embeddings")
+    cfg.model.generator = gen_inputs["generator"]  # class-conditioned: the FR model (16-d) still refuses them
+    _fails(_argv(cfg, tmp_path), capsys, r"model.fr embeds to 16-d but input.identities are 8-d")
+    assert not (tmp_path / "out").exists()

@@ -76,11 +76,15 @@ def test_other_max_cosine_skips_each_rows_own_identities_across_chunks():
     assert gate.other_max_cosine(emb[:1], [np.array([5])], lonely).tolist() == [-1.0]
 
 
-def test_margin_is_the_smaller_slack_of_the_tests_that_are_on():
-    fr, other = np.array([0.5, 0.2, 0.9]), np.array([0.1, 0.1, 0.6])
-    both = gate.margin(fr, other, gate.GateSection(min_fr_cosine=0.3, max_other_cosine=0.5))
-    np.testing.assert_allclose(both, [0.2, -0.1, -0.1])
-    np.testing.assert_allclose(gate.margin(fr, other, gate.GateSection(min_fr_cosine=0.3)), [0.2, -0.1, 0.6])
+def test_margin_is_the_smallest_slack_of_the_tests_that_apply_to_the_row():
+    fr, other = np.array([0.5, 0.2, 0.9, 0.2]), np.array([0.1, 0.1, 0.6, 0.1])
+    mix = np.array([False, False, False, True])
+    both = gate.margin(fr, other, mix, gate.GateSection(min_fr_cosine=0.3, max_other_cosine=0.5))
+    np.testing.assert_allclose(both, [0.2, -0.1, -0.1, 0.4])  # min_fr_cosine does not judge the mix
+    np.testing.assert_allclose(gate.margin(fr, other, mix, gate.GateSection(min_fr_cosine=0.3)),
+                               [0.2, -0.1, 0.6, np.inf])
+    mixes = gate.GateSection(min_fr_cosine=0.3, min_mix_cosine=0.1)
+    np.testing.assert_allclose(gate.margin(fr, other, mix, mixes), [0.2, -0.1, 0.6, 0.1])
 
 
 def test_an_open_gate_writes_exactly_the_ungated_pixels(parts):
@@ -98,7 +102,7 @@ def test_a_tight_gate_redraws_with_the_next_seeds_and_is_deterministic(parts):
     first = gb.score_batch(parts["fr"], gb.sample_batch(parts["gen"], parts["plan"], resolve(SAMPLER),
                            parts["ids"], micro_batch=4, device="cpu", dtype=torch.float32), parts["ids"], 16)
     threshold = float(np.median(first.column("fr_cosine").to_numpy()))
-    g = gate.GateSection(min_fr_cosine=threshold, attempts=3, on_fail="keep")
+    g = gate.GateSection(min_fr_cosine=threshold, min_mix_cosine=threshold, attempts=3, on_fail="keep")
     out = _gated(parts, g)
     attempts, passed = out.column("attempts").to_numpy(), np.asarray(out.column("gate_passed").to_pylist())
     cos = out.column("fr_cosine").to_numpy()

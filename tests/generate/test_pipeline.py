@@ -146,7 +146,7 @@ def gated(reference, gen_inputs, tmp_path_factory):
     import numpy as np
 
     threshold = float(np.median(open_faces(str(reference)).to_table().column("fr_cosine").to_numpy()))
-    sets = {"gate.min_fr_cosine": threshold, "gate.attempts": 2}
+    sets = {"gate.min_fr_cosine": threshold, "gate.min_mix_cosine": threshold, "gate.attempts": 2}
     out = tmp_path_factory.mktemp("gated")
     assert generate.run(gen_config(gen_inputs, out, "gated", **sets)) == 0
     return sets, out / "gated", threshold

@@ -124,6 +124,33 @@ def test_embedding_condition_uses_the_label_table(process_group, tmp_path):
     assert torch.isfinite(s.train_step([b]))
 
 
+def test_embedding_condition_reads_an_identities_table_by_identity_id(process_group, tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from synthface_ray.data.identities import identities_table
+    from synthface_ray.train.generator_job import _check_labels
+
+    table = np.random.default_rng(0).normal(size=(8, 12)).astype(np.float32)
+    table /= np.linalg.norm(table, axis=1, keepdims=True)  # identities tables hold unit embeddings
+    order = np.array([5, 0, 7, 2, 1, 6, 3, 4])  # any row order: rows are placed by identity_id
+    pq.write_table(identities_table(order, table[order], "class_center"), tmp_path / "ids.parquet")
+    cfg = make_cfg(generator={"condition": "embedding", "embedding_dim": 12},
+                   data={"label_embeddings": str(tmp_path / "ids.parquet")})
+    b = batch(0)
+    np.testing.assert_allclose(session(cfg)._inputs(b)[1]["cond"].numpy(), table[b["label"].numpy()], rtol=1e-6)
+    _check_labels(cfg, np.arange(8))
+    pq.write_table(identities_table(order[:6], table[order[:6]], "class_center"), tmp_path / "ids.parquet")
+    with pytest.raises(ConfigError, match=r"no embedding for label\(s\) \[3\].*synthface embed"):
+        _check_labels(cfg, np.array([0, 1, 2, 3, 5]))
+    import pyarrow as pa
+
+    one = identities_table([1], table[:1], "class_center")
+    pq.write_table(pa.concat_tables([one, one]), tmp_path / "ids.parquet")  # a table made elsewhere
+    with pytest.raises(ValueError, match="each identity_id .* once"):
+        session(cfg)
+
+
 def test_config_cross_checks():
     with pytest.raises(ConfigError, match="scoreaug_dim=11"):
         make_cfg(scoreaug={"enabled": True})
