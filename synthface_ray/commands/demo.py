@@ -1,6 +1,7 @@
 """``synthface demo``: the main job on the embedded ToyFaces data, every stage on one local Ray:
-ToyFaces -> FR training -> generator training -> identities and mining -> plan -> generation
-with a composite recipe -> evaluation -> the verdict: FR trained on the generated set and on as
+ToyFaces -> FR training -> the real people's FR class centres -> generator training conditioned
+on them -> new identities (sampled around the real ones, kept apart from them) and mining -> plan
+-> generation with a composite recipe -> evaluation -> the verdict: FR trained on the generated set and on as
 many real images, verified on real people no model saw (``synthface benchmark``). Each stage is the real command with the settings of
 ``synthface_ray/demo_jobs/*.yaml``; a stage whose output is complete is reused, so a re-run resumes."""
 
@@ -64,10 +65,12 @@ def stages(demo: DemoSection, folder: Path | None = None) -> list[Step]:
         stage("toyfaces", "toyfaces.yaml", (f"output.path={r}/toyfaces",), "toyfaces/manifest.json"),
         stage("train-fr", "train_fr.yaml", (f"data.path={r}/toyfaces", f"run.storage_path={r}/train"),
               "train/fr/export/backbone_config.json"),
+        stage("identities", "centres.yaml", (f"source.faces={r}/toyfaces", f"source.fr_model={r}/train/fr/export",
+                                             f"output.path={r}/centres.parquet"), "centres.parquet"),
         stage("train-generator", "train_generator.yaml",
-              (f"data.path={r}/toyfaces", f"run.storage_path={r}/train"),
-              "train/generator/export/condition/metadata.json"),
-        stage("identities", "identities.yaml", (f"source.faces={r}/toyfaces", f"source.fr_model={r}/train/fr/export",
+              (f"data.path={r}/toyfaces", f"data.label_embeddings={r}/centres.parquet",
+               f"run.storage_path={r}/train"), "train/generator/export/condition/metadata.json"),
+        stage("identities", "identities.yaml", (f"source.real={r}/centres.parquet",
                                                 f"output.path={r}/identities.parquet"), "identities.parquet"),
         stage("mine", "mine.yaml", (f"input.identities={r}/identities.parquet", f"output.path={r}/mining"),
               "mining/mining.json"),

@@ -22,13 +22,13 @@ TINY = {
                       "optim": {"max_steps": 4, "milestones": [2], "micro_batch": 8},
                       "run": {"report_every": 2, "checkpoint_every": 4}},
     "train_generator.yaml": {"generator": {"sample_size": 16, "block_out_channels": [8, 16],
-                                           "cross_attention_levels": [False, True], "num_identities": 12},
+                                           "cross_attention_levels": [False, True], "embedding_dim": 16},
                              "optim": {"max_steps": 4, "micro_batch": 8, "warmup_steps": 1},
                              "run": {"report_every": 2, "checkpoint_every": 4}, "preview": {"every": 0}},
-    "identities.yaml": {"filter": {"tau": None}},  # an FR model trained 4 steps separates nothing
+    # an FR model trained 4 steps separates nothing: no uniqueness or leakage filter; 8 new people, as
+    # the verdict's real arm needs as many real identities (12) as the generated set has classes
+    "identities.yaml": {"source": {"count": 8}, "filter": {"tau": None, "leakage_tau": None}},
     "mine.yaml": {"pairs": {"count": 2}},
-    # no mix rows: with tau null every real person is a generated identity, and the verdict's real
-    # arm needs as many real identities as the generated set has classes (the demo: ~70 of 100)
     "plan.yaml": {"plan": {"images_per_mix": 0}},
     "generate.yaml": {"sampler": {"steps": 2}, "output": {"rows_per_file": 8}},
     "evaluate.yaml": {"verification": {"genuine": 10, "impostor": 10, "folds": 2}},

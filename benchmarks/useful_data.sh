@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# What makes the generated data train a good FR model? The ablation of docs/BENCHMARKS.md (issue 19),
+# every arm produced by the real commands, then measured by `synthface benchmark` (3 seeds).
+#
+#   bash benchmarks/useful_data.sh [ROOT]        # default ROOT=runs/useful; about 1 h 40 min on 2 cores
+#
+# Upstream: the demo chain of the shipped configs (synthface_ray/demo_jobs) up to the FR model and the
+# real class centres, under ROOT. Then, each from those:
+#   gen480     the generator of the demo before issue 19: class-conditioned, 480 steps
+#   gen3000    the same, 3000 steps
+#   emb3000    conditioned on the FR class centre of each label (today's demo generator), 3000 steps
+# and the generated sets (demo sampler: ScoreMix + AdaptDiff w_max 1 + CFG 2, DDIM 10; FR-scored):
+#   syn-480, syn-3000          the demo plan (FR class centres kept unique at 0.5, 4 per identity and mix)
+#   syn-3000-gate              + the consistency gate (fr_cosine >= 0.8, mixes >= 0.3, 4 draws, drop)
+#   syn-emb-new                emb3000 on NEW people: PCA-Gaussian embeddings, leakage 0.6, unique at 0.5
+#   syn-3000-16                gen3000, 16 images per identity and per mix (1120 images)
+# Benchmarks: $ROOT/benchmark/ablation (280-image arms) and $ROOT/benchmark/b1120 (1120-image arms).
+# Finished steps are reused on a re-run (every command here resumes or skips complete outputs).
+set -euo pipefail
+ROOT=${1:-runs/useful}
+SF=${SF:-.venv/bin/synthface}
+D=synthface_ray/demo_jobs
+mkdir -p "$ROOT"
+
+done_or() { [ -e "$1" ] && echo "reuse $1" || { shift; "$@"; }; }
+
+done_or "$ROOT/toyfaces/manifest.json" $SF toyfaces --config $D/toyfaces.yaml --set output.path=$ROOT/toyfaces
+done_or "$ROOT/toyfaces-unseen/manifest.json" $SF toyfaces --config $D/toyfaces_unseen.yaml --set output.path=$ROOT/toyfaces-unseen
+done_or "$ROOT/train/fr/export/backbone_config.json" $SF train-fr --config $D/train_fr.yaml \
+  --set data.path=$ROOT/toyfaces --set run.storage_path=$ROOT/train
+FR=$ROOT/train/fr/export
+done_or "$ROOT/centres.parquet" $SF identities --config $D/centres.yaml --set source.faces=$ROOT/toyfaces \
+  --set source.fr_model=$FR --set output.path=$ROOT/centres.parquet
+
+generator() {  # name steps condition
+  local sets=(--set data.path=$ROOT/toyfaces --set run.storage_path=$ROOT/train --set run.name=$1
+              --set optim.max_steps=$2 --set run.checkpoint_every=$2 --set preview.every=$(( $2 < 1000 ? $2 : 1000 ))
+              --set generator.condition=$3 --set data.label_embeddings=$ROOT/centres.parquet)
+  done_or "$ROOT/train/$1/export/condition/metadata.json" $SF train-generator --config $D/train_generator.yaml "${sets[@]}"
+}
+generator gen480 480 class
+generator gen3000 3000 class
+generator emb3000 3000 embedding
+
+# the demo's identities before issue 19 (class centres kept unique at 0.5) for the class generators
+done_or "$ROOT/class_ids.parquet" $SF identities --config $D/centres.yaml --set source.faces=$ROOT/toyfaces \
+  --set source.fr_model=$FR --set filter.tau=0.5 --set output.path=$ROOT/class_ids.parquet
+# new people for the embedding generator (the demo's identities.yaml)
+done_or "$ROOT/new_ids.parquet" $SF identities --config $D/identities.yaml --set source.real=$ROOT/centres.parquet \
+  --set source.count=300 --set output.path=$ROOT/new_ids.parquet
+plan() {  # identities name per_identity
+  done_or "$ROOT/mining-$2/mining.json" $SF mine --config $D/mine.yaml --set input.identities=$1 \
+    --set output.path=$ROOT/mining-$2
+  done_or "$ROOT/plan-$2-$3.parquet" $SF plan --config $D/plan.yaml --set input.identities=$1 \
+    --set input.mining=$ROOT/mining-$2 --set plan.images_per_identity=$3 --set plan.images_per_mix=$3 \
+    --set output.path=$ROOT/plan-$2-$3.parquet
+}
+plan $ROOT/class_ids.parquet class 4
+plan $ROOT/class_ids.parquet class 16
+plan $ROOT/new_ids.parquet new 4
+
+generate() {  # name generator identities plan [--set ...]
+  local name=$1 gen=$2 ids=$3 plan=$4; shift 4
+  done_or "$ROOT/generated/$name/manifest.json" $SF generate --config $D/generate.yaml \
+    --set input.plan=$plan --set input.identities=$ids --set model.generator=$ROOT/train/$gen/export \
+    --set model.fr=$FR --set output.path=$ROOT/generated --set output.name=$name --set pool.actors=2 "$@"
+}
+generate s480 gen480 $ROOT/class_ids.parquet $ROOT/plan-class-4.parquet
+generate s3000 gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-4.parquet
+generate s3000-gate gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-4.parquet \
+  --set gate.min_fr_cosine=0.8 --set gate.min_mix_cosine=0.3 --set gate.attempts=4
+generate emb-new emb3000 $ROOT/new_ids.parquet $ROOT/plan-new-4.parquet
+generate s3000-16 gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet
+
+for set in s480 s3000 emb-new; do
+  echo "== identities of $set"
+  .venv/bin/python benchmarks/identities_report.py --generated $ROOT/generated/$set --real $ROOT/toyfaces --fr $FR
+done
+
+B=(--set test.sets="[{name: toyfaces-unseen, path: '$ROOT/toyfaces-unseen'}]" --set output.path=$ROOT/benchmark)
+$SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set "arms=[
+  {name: real, match: syn-480, sources: [{path: '$ROOT/toyfaces'}]},
+  {name: syn-480, sources: [{path: '$ROOT/generated/s480'}]},
+  {name: syn-3000, sources: [{path: '$ROOT/generated/s3000'}]},
+  {name: syn-3000-gate, sources: [{path: '$ROOT/generated/s3000-gate'}]},
+  {name: syn-emb-new, sources: [{path: '$ROOT/generated/emb-new', identities: 70, images: 280}]},
+  {name: real+syn-3000, match: syn-480, sources: [{path: '$ROOT/toyfaces', weight: 0.5},
+                                                  {path: '$ROOT/generated/s3000', weight: 0.5}]}]"
+$SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set output.name=b1120 --set "arms=[
+  {name: real, match: syn-3000-16, sources: [{path: '$ROOT/toyfaces'}]},
+  {name: syn-3000-16, sources: [{path: '$ROOT/generated/s3000-16'}]}]"
