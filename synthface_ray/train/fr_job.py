@@ -21,7 +21,8 @@ import torch
 from synthface_ray import storage
 from synthface_ray.config import ConfigError
 from synthface_ray.data import faces, schema
-from synthface_ray.train import job
+from synthface_ray.mining.same_identity import Match
+from synthface_ray.train import job, same_identity
 from synthface_ray.train.recognition import FRSession, TrainFRConfig
 
 HOLDOUT_REPORT = "heldout_verification.json"
@@ -83,27 +84,54 @@ def _pick_heldout(cfg: TrainFRConfig, labels: np.ndarray, path: str) -> np.ndarr
 
 
 def check_data(cfg: TrainFRConfig) -> FRFacts:
-    """Schema, labels, held-out split, class count and batch mix against the config.
+    """Schema, labels, held-out split, one person in two sources (``data.same_identity``), class
+    count and batch mix against the config.
 
     Raises ``SchemaError``/``ConfigError`` naming what is wrong and how to fix it."""
-    sources, offset, heldout = [], 0, np.zeros(0, np.int64)
-    for i, src in enumerate(cfg.data.source_list()):
-        labels, counts = _label_counts(src.path, cfg)
-        held = np.zeros(0, np.int64)
+    paths = [src.path for src in cfg.data.source_list()]
+    trained, rows, sizes, heldout = [], [], [], np.zeros(0, np.int64)
+    for i, path in enumerate(paths):
+        labels, counts = _label_counts(path, cfg)
+        sizes.append(int(labels[-1]) + 1)
         if cfg.holdout.identities and i == cfg.holdout.source:
-            held = heldout = _pick_heldout(cfg, labels, src.path)
-        keep = ~np.isin(labels, held)
-        class_map = np.full(int(labels[-1]) + 1, -1, np.int64)
-        class_map[labels[keep]] = offset + np.arange(keep.sum())
-        sources.append(SourceFacts(src.path, int(counts[keep].sum()), int(keep.sum()), class_map))
-        offset += int(keep.sum())
-    if cfg.num_classes is not None and cfg.num_classes != offset:
+            heldout = _pick_heldout(cfg, labels, path)
+            keep = ~np.isin(labels, heldout)
+            labels, counts = labels[keep], counts[keep]
+        trained.append(labels)
+        rows.append(int(counts.sum()))
+    merged = []
+    if cfg.data.same_identity.fr_model and len(paths) > 1:
+        section = cfg.data.same_identity
+        merged = same_identity.apply(section, same_identity.judge(section, paths, trained, cfg.storage), paths)
+    maps, num_classes = number_classes(trained, merged, sizes)
+    sources = [SourceFacts(p, r, len(t), m) for p, r, t, m in zip(paths, rows, trained, maps, strict=True)]
+    if cfg.num_classes is not None and cfg.num_classes != num_classes:
         raise ConfigError(
-            f"label ids out of range: the data has {offset} training identities (classes "
-            f"0..{offset - 1}) but num_classes={cfg.num_classes}; set num_classes: {offset} or "
-            "null (count them from the data)")
+            f"label ids out of range: the data has {num_classes} training identities (classes "
+            f"0..{num_classes - 1}) but num_classes={cfg.num_classes}; set num_classes: {num_classes} "
+            "or null (count them from the data)")
     counts = batch_counts(cfg, sources)
-    return FRFacts(sources, offset, counts, [int(x) for x in heldout])
+    return FRFacts(sources, num_classes, counts, [int(x) for x in heldout])
+
+
+def number_classes(trained: list[np.ndarray], merged: list[Match],
+                   sizes: list[int]) -> tuple[list[np.ndarray], int]:
+    """Label -> class id of every source (int64 arrays of ``sizes[i]`` = its largest label + 1;
+    -1 = not trained, e.g. held out) and the class count:
+    source 0's labels first, then source 1's, ...; a merged label takes its match's class id
+    (resolved in source order, so chains of matches end at the earliest source)."""
+    into = {(m.source, m.label): (m.match_source, m.match_label) for m in merged}
+    maps, offset = [], 0
+    for i, labels in enumerate(trained):
+        class_map = np.full(sizes[i], -1, np.int64)
+        for lab in labels:
+            target = into.get((i, int(lab)))
+            if target is None:
+                class_map[lab], offset = offset, offset + 1
+            else:
+                class_map[lab] = maps[target[0]][target[1]]
+        maps.append(class_map)
+    return maps, offset
 
 
 def batch_counts(cfg: TrainFRConfig, sources: list[SourceFacts]) -> list[int]:
@@ -253,4 +281,5 @@ def read_heldout_report(cfg: TrainFRConfig) -> dict | None:
     return storage.read_json(loc) if storage.exists(loc) else None
 
 
-__all__ = ["FRFacts", "SourceFacts", "TASK", "batch_counts", "check_data", "fit", "largest_remainder", "mix"]
+__all__ = ["FRFacts", "SourceFacts", "TASK", "batch_counts", "check_data", "fit", "largest_remainder", "mix",
+           "number_classes"]

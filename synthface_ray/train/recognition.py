@@ -58,14 +58,41 @@ class SourceSection:
                               "(remove the source to leave it out)")
 
 
+SAME_IDENTITY_ACTIONS = ("warn", "merge", "error")
+
+
+@dataclass
+class SameIdentitySection:
+    """One person under two classes (e.g. a synthetic identity copying a real one), checked
+    before training (:mod:`synthface_ray.train.same_identity`): ``fr_model``, an exported FR
+    backbone, judges (null = no check); the class centre of up to ``images_per_identity`` images
+    of each training identity; a class of a later source whose centre has cosine > ``threshold``
+    to an earlier source's class is that person. ``action``: ``warn`` (print them, train as
+    numbered), ``merge`` (train each as its match's class) or ``error`` (refuse to train)."""
+
+    fr_model: str | None = None
+    threshold: float = 0.8
+    action: str = "warn"
+    images_per_identity: int = 8
+
+    def __post_init__(self) -> None:
+        check_choice("data.same_identity.action", self.action, SAME_IDENTITY_ACTIONS)
+        check_range("data.same_identity.images_per_identity", self.images_per_identity, 1)
+        if not -1.0 < self.threshold < 1.0:
+            raise ConfigError(f"data.same_identity.threshold={self.threshold} must be a cosine in the "
+                              "open interval (-1, 1), e.g. 0.8")
+
+
 @dataclass
 class FRDataSection(FeedSection):
     """``path``: one faces dataset; or ``sources``: several (e.g. real + synthetic), each with a
     sampling ``weight``: every micro-batch takes ``round(weight x micro_batch)`` rows from each
-    (largest remainder). Feed options as :class:`FeedSection`."""
+    (largest remainder). ``same_identity``: check (and merge) one person in two sources. Feed
+    options as :class:`FeedSection`."""
 
     path: str | None = None
     sources: list[SourceSection] = field(default_factory=list)
+    same_identity: SameIdentitySection = field(default_factory=SameIdentitySection)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -156,8 +183,9 @@ class TrainFRConfig(JobConfig):
 
     def with_absolute_paths(self) -> TrainFRConfig:
         """A copy whose local paths are absolute: workers run in another working directory."""
+        same = dataclasses.replace(self.data.same_identity, fr_model=absolute(self.data.same_identity.fr_model))
         data = dataclasses.replace(
-            self.data, path=absolute(self.data.path),
+            self.data, path=absolute(self.data.path), same_identity=same,
             sources=[dataclasses.replace(x, path=absolute(x.path)) for x in self.data.sources])
         return self._with_absolute_run_paths(data=data)
 

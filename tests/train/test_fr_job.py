@@ -14,7 +14,7 @@ import torch
 
 from synthface_ray import cli, storage
 from synthface_ray.config import from_dict
-from synthface_ray.data.faces import write_faces
+from synthface_ray.data.faces import read_faces, write_faces
 from synthface_ray.data.toyfaces import ToyFacesConfig, toyfaces_table
 from synthface_ray.models.recognition.embedder import Embedder
 from synthface_ray.train import fr_job
@@ -180,3 +180,103 @@ def test_two_sources_crash_resume_export_and_heldout_verification(ray_local, rea
     report = fr_job.read_heldout_report(cfg)
     assert report["identities"] == 3 and report["pairs"] == 80 and report["folds"] == 4
     assert 0 <= report["accuracy"] <= 1 and 0 <= report["eer"] <= 1
+
+
+# one person in two sources (data.same_identity) -----------------------------------------------
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory):
+    """An (untrained) FR export: it embeds identical images identically, which is all these
+    tests need to tell a copied identity from a new one."""
+    from synthface_ray.models.recognition.embedder import save_backbone
+    from synthface_ray.models.recognition.iresnet import BackboneConfig, build_backbone
+
+    torch.manual_seed(0)
+    config = BackboneConfig(input_size=32, width=4, embedding_dim=16)
+    return str(save_backbone(build_backbone(config), config, tmp_path_factory.mktemp("judge") / "fr"))
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory, real):
+    """Real identities 2 and 5 relabelled 202 and 205 (a generator's copies), then 3 new people
+    (labels 300..302, another seed)."""
+    table = read_faces(real)
+    labels = table.column("label").to_numpy()
+    copied = table.filter(pa.array(np.isin(labels, [2, 5])))
+    copied = copied.set_column(copied.schema.get_field_index("label"), "label",
+                               pa.array(copied.column("label").to_numpy() + 200))
+    new = toyfaces_table(ToyFacesConfig(identities=3, images_per_identity=6, resolution=16, seed=7))
+    new = new.set_column(new.schema.get_field_index("label"), "label",
+                         pa.array(new.column("label").to_numpy() + 300))
+    path = tmp_path_factory.mktemp("copies") / "faces"
+    write_faces(pa.concat_tables([copied, new.cast(copied.schema)]), str(path))
+    return str(path)
+
+
+def same_identity_config(tmp_path, real, copies, judge, action: str, **data) -> TrainFRConfig:
+    return from_dict(TrainFRConfig, job_config(str(tmp_path), data={
+        "sources": [{"path": real}, {"path": copies}],
+        "same_identity": {"fr_model": judge, "threshold": 0.9999, "action": action}, **data}))
+
+
+def test_same_identity_warns_and_trains_the_copies_as_numbered(real, copies, judge, tmp_path, capsys):
+    facts = check_data(same_identity_config(tmp_path, real, copies, judge, "warn"))
+    out = capsys.readouterr().out
+    assert "WARNING: 2 identities of later sources are the same person" in out, out
+    assert re.search(r"label 202 ~ .* label 2 \(cosine 1\.000\)", out), out
+    assert facts.num_classes == 8 + 5
+    assert list(facts.sources[1].class_map[[202, 205, 300, 301, 302]]) == [8, 9, 10, 11, 12]
+
+
+def test_same_identity_merge_trains_a_copy_as_its_real_class(real, copies, judge, tmp_path, capsys):
+    facts = check_data(same_identity_config(tmp_path, real, copies, judge, "merge",
+                                            same_identity={"fr_model": judge, "threshold": 0.9999,
+                                                           "action": "merge", "images_per_identity": 2}))
+    assert "merged into one class each" in capsys.readouterr().out
+    assert facts.num_classes == 8 + 3
+    second = facts.sources[1]
+    assert list(second.class_map[[202, 205, 300, 301, 302]]) == [2, 5, 8, 9, 10]
+    assert (second.rows, second.identities) == (30, 5)  # every image still trains
+    classes = fr_job.classes_table(facts)
+    two = classes.filter(pa.compute.equal(classes["class_id"], 2))
+    assert sorted(zip(two["source_index"].to_pylist(), two["label"].to_pylist())) == [(0, 2), (1, 202)]
+
+
+def test_same_identity_merge_resolves_chains_and_skips_held_out():
+    from synthface_ray.mining.same_identity import Match
+
+    trained = [np.array([0, 1, 3]), np.array([10, 11]), np.array([20])]  # label 2 of source 0 held out
+    merged = [Match(1, 11, 0, 3, 0.99), Match(2, 20, 1, 11, 0.98)]
+    maps, n = fr_job.number_classes(trained, merged, [4, 12, 21])
+    assert n == 4 and list(maps[0]) == [0, 1, -1, 2]
+    assert list(maps[1][10:]) == [3, 2] and maps[2][20] == 2
+
+
+def test_same_identity_error_refuses_and_no_match_says_so(real, copies, synthetic, judge, tmp_path, capsys):
+    root = tmp_path / "runs"
+    cfg = job_config(str(root), data={"sources": [{"path": real}, {"path": copies}],
+                                      "same_identity": {"fr_model": judge, "threshold": 0.9999,
+                                                        "action": "error"}})
+    assert cli.main(["train-fr", "--config", write_yaml(tmp_path, cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "2 identities of later sources are the same person" in err and "action: merge" in err
+    assert not root.exists()
+    facts = check_data(from_dict(TrainFRConfig, job_config(str(root), data={
+        "sources": [{"path": copies}, {"path": synthetic}],
+        "same_identity": {"fr_model": judge, "threshold": 0.9999, "action": "error"}})))
+    assert facts.num_classes == 5 + 4 and "no identity of a later source matches" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("same", "message"), [
+    ({"threshold": 1.0}, r"data.same_identity.threshold=1.0 must be a cosine in the open interval"),
+    ({"action": "drop"}, r"data.same_identity.action='drop' is not allowed"),
+    ({"images_per_identity": 0}, r"data.same_identity.images_per_identity=0 is out of range"),
+    ({"fr_model": "NOWHERE"}, r"data.same_identity.fr_model=.*NOWHERE.*exported FR backbone"),
+])
+def test_same_identity_bad_input_fails_before_any_worker(real, copies, tmp_path, capsys, same, message):
+    root = tmp_path / "runs"
+    same = {**same, "fr_model": str(tmp_path / same["fr_model"]) if "fr_model" in same else None}
+    cfg = job_config(str(root), data={"sources": [{"path": real}, {"path": copies}], "same_identity": same})
+    assert cli.main(["train-fr", "--config", write_yaml(tmp_path, cfg)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert not root.exists()

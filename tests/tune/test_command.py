@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -160,7 +161,9 @@ def test_a_multi_objective_optuna_sweep_reports_its_pareto_front(ray_local, swee
     table = pq.read_table(exp / "results.parquet").to_pylist()
     import pyarrow.csv as pacsv
 
-    front = pacsv.read_csv(exp / "pareto.csv").to_pylist()
+    # trial ids are hex strings: read them as such (one like '59686e15' parses as a float otherwise)
+    as_text = pacsv.ConvertOptions(column_types={"trial_id": pa.string()})
+    front = pacsv.read_csv(exp / "pareto.csv", convert_options=as_text).to_pylist()
     assert len(table) == 3 and 1 <= len(front) <= 3
     ids = {r["trial_id"] for r in front}
     for r in table:  # the front is exactly the non-dominated completed trials
