@@ -33,8 +33,8 @@ class Config:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.commands.identities import read_identities
     from synthface_ray.commands.mine import condition_space
+    from synthface_ray.data.identities import read_identities
     from synthface_ray.mining.cka import linear_cka
 
     if not cfg.input.identities or not cfg.input.generator:

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from synthface_ray import storage
-from synthface_ray.commands.common import FileOutput, print_dry_run, read_parquet, write_parquet
+from synthface_ray.commands.common import FileOutput, print_dry_run, write_parquet
 from synthface_ray.config import ConfigError, check_choice, check_range
+from synthface_ray.data.identities import read_identities
 from synthface_ray.storage import StorageConfig
 
 HELP = "identity embeddings (random, PCA Gaussian, class centres, empty-context FR) + uniqueness filter"
@@ -69,17 +69,6 @@ class Config:
     filter: FilterSection = field(default_factory=FilterSection)
     output: FileOutput = field(default_factory=FileOutput)
     storage: StorageConfig = field(default_factory=StorageConfig)
-
-
-def read_identities(uri: str, cfg: StorageConfig) -> tuple[np.ndarray, np.ndarray]:
-    """``(identity_ids, embeddings)`` of an identities table (local or s3://)."""
-    from synthface_ray.data.identities import IDENTITY_ID, embeddings_of
-
-    loc = storage.resolve(uri, cfg)
-    if not storage.exists(loc):
-        raise FileNotFoundError(f"identities table {loc.uri} does not exist")
-    table = read_parquet(loc)
-    return table.column(IDENTITY_ID).to_numpy(), embeddings_of(table)
 
 
 def _need(value, key: str, kind: str):

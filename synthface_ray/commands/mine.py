@@ -149,7 +149,7 @@ def _publish(cfg: Config, out, tables: dict) -> None:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.commands.identities import read_identities
+    from synthface_ray.data.identities import read_identities
 
     if not cfg.input.identities:
         raise ConfigError("input.identities is required (--identities)")

@@ -81,7 +81,7 @@ def _mining(cfg: Config, ids: np.ndarray) -> tuple[dict[int, int], list]:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.commands.identities import read_identities
+    from synthface_ray.data.identities import read_identities
     from synthface_ray.mining.plan import plan_rows
 
     if not cfg.input.identities:

@@ -45,6 +45,52 @@ def embeddings_of(table: pa.Table) -> np.ndarray:
     return col.values.to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
 
 
+def check_identities(ids: np.ndarray, emb: np.ndarray, where: str) -> None:
+    """Refuse what no reader can use: a repeated ``identity_id`` (every consumer keys on it), an
+    embedding with NaN or inf, or one of zero norm (it has no direction). Names the first
+    offending identity and how many there are; ``where`` names the table."""
+    ids, emb = np.asarray(ids), np.asarray(emb)
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        raise SchemaError(f"{where}: identity_id {dup[0]} appears {counts[counts > 1][0]} times "
+                          f"({len(dup)} repeated id(s)); every identity must have one row")
+    with np.errstate(all="ignore"):
+        norms = np.sqrt(np.einsum("ij,ij->i", emb, emb, dtype=np.float64))
+    for bad, what in ((~np.isfinite(norms), "NaN or inf values"), (norms == 0, "an all-zero embedding")):
+        if bad.any():
+            raise SchemaError(f"{where}: identity_id {ids[np.flatnonzero(bad)[0]]} has {what} "
+                              f"({int(bad.sum())} of {len(ids)} rows); regenerate the table or drop "
+                              "those rows")
+
+
+def read_identities(uri: str, cfg=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(identity_ids (N,) int64, embeddings (N, D) float32)`` of an identities table (one
+    Parquet file, local or s3://), refused (:class:`SchemaError`, naming the file) when it is
+    not Parquet, lacks a column, repeats an id or holds an unusable embedding
+    (:func:`check_identities`)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from synthface_ray import storage
+
+    loc = storage.resolve(uri, cfg)
+    if not storage.exists(loc):
+        raise FileNotFoundError(f"identities table {loc.uri} does not exist")
+    try:
+        table = pq.read_table(io.BytesIO(storage.read_bytes(loc)))
+    except pa.ArrowInvalid as err:
+        raise SchemaError(f"{loc.uri} is not a Parquet identities table ({err}); make one with "
+                          "`synthface identities`") from None
+    try:
+        ids, emb = table.column(IDENTITY_ID).to_numpy(), embeddings_of(table)
+    except SchemaError as err:
+        raise SchemaError(f"{loc.uri}: {err}") from None
+    check_identities(ids, emb, loc.uri)
+    return ids.astype(np.int64), emb
+
+
 def validate_identities_schema(schema: pa.Schema) -> None:
     """Raise :class:`SchemaError` naming each missing or mistyped identities column."""
     problems = []
@@ -71,6 +117,6 @@ def class_centers(embeddings, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 __all__ = [
-    "CLASS_CENTER", "EMBEDDING", "IDENTITY_ID", "ORIGIN", "class_centers", "embeddings_of",
-    "identities_table", "validate_identities_schema",
+    "CLASS_CENTER", "EMBEDDING", "IDENTITY_ID", "ORIGIN", "check_identities", "class_centers",
+    "embeddings_of", "identities_table", "read_identities", "validate_identities_schema",
 ]

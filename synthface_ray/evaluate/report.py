@@ -75,7 +75,7 @@ def compute_metrics(inp: EvaluationInputs, cfg) -> tuple[dict[str, Any], Any]:
     uq = diversity.uniqueness(centres, cfg.uniqueness.tau)
     out["uniqueness"] = {"unique": uq.n_unique, "total": uq.n_total, "tau": uq.tau, "fraction": uq.fraction}
     if cfg.leakage.real:
-        from synthface_ray.commands.identities import read_identities
+        from synthface_ray.data.identities import read_identities
 
         _, real = read_identities(cfg.leakage.real, cfg.storage)
         lk = diversity.leakage(centres, real, cfg.leakage.tau)

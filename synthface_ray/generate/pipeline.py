@@ -125,7 +125,7 @@ def _check_generator(cfg: Config, ids, identities):
 
 
 def _check_identities(cfg: Config, ids) -> gb.IdentityTable | None:
-    from synthface_ray.commands.identities import read_identities
+    from synthface_ray.data.identities import read_identities
 
     if not cfg.input.identities:
         if cfg.model.fr:

@@ -179,12 +179,18 @@ def _identities_by_label(data: bytes, uri: str):
     import numpy as np
     import pyarrow.parquet as pq
 
-    from synthface_ray.data.identities import IDENTITY_ID, embeddings_of, validate_identities_schema
+    from synthface_ray.data.identities import (
+        IDENTITY_ID,
+        check_identities,
+        embeddings_of,
+        validate_identities_schema,
+    )
 
     table = pq.read_table(io.BytesIO(data))
     validate_identities_schema(table.schema)
     ids, emb = table.column(IDENTITY_ID).to_numpy(), embeddings_of(table)
-    if len(ids) == 0 or ids.min() < 0 or len(np.unique(ids)) != len(ids):
+    check_identities(ids, emb, f"data.label_embeddings {uri}")
+    if len(ids) == 0 or ids.min() < 0:
         raise ValueError(f"data.label_embeddings: {uri} must list each identity_id (= training label, >= 0) "
                          "once; make it with `synthface embed --model FR --data FACES --out IDS.parquet`")
     dense = np.full((int(ids.max()) + 1, emb.shape[1]), np.nan, np.float32)

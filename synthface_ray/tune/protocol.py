@@ -40,7 +40,7 @@ class Pool:
 
 def read_pool(job) -> Pool:
     """The identities table of a generate job (``input.identities``)."""
-    from synthface_ray.commands.identities import read_identities
+    from synthface_ray.data.identities import read_identities
 
     ids, emb = read_identities(job.input.identities, job.storage)
     return Pool(np.asarray(ids, np.int64), np.asarray(emb, np.float32))

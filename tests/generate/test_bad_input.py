@@ -180,3 +180,42 @@ def test_identities_of_the_wrong_width_for_the_generator_or_the_fr_model_are_ref
     cfg.model.generator = gen_inputs["generator"]  # class-conditioned: the FR model (16-d) still refuses them
     _fails(_argv(cfg, tmp_path), capsys, r"model.fr embeds to 16-d but input.identities are 8-d")
     assert not (tmp_path / "out").exists()
+
+
+def _bad_identities(path, problem: str) -> str:
+    """The demo-sized identities table (10 x 16-d) with one problem written in by hand."""
+    ids = np.arange(10)
+    emb = np.random.default_rng(0).standard_normal((10, 16)).astype(np.float32)
+    if problem == "nan":
+        emb[3, 5] = np.nan
+    elif problem == "zero":
+        emb[[4, 7]] = 0.0
+    elif problem == "duplicate":
+        ids[6] = 2
+    elif problem == "not-parquet":
+        path.write_text("identity_id,embedding\n1,0.5\n")
+        return str(path)
+    flat = pa.array(emb.reshape(-1), pa.float32())
+    pq.write_table(pa.table({"identity_id": pa.array(ids, pa.int64()),
+                             "embedding": pa.FixedSizeListArray.from_arrays(flat, 16),
+                             "origin": pa.array(["random"] * 10)}), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("problem,message", [
+    ("nan", r"i.parquet: identity_id 3 has NaN or inf values \(1 of 10 rows\)"),
+    ("zero", r"i.parquet: identity_id 4 has an all-zero embedding \(2 of 10 rows\)"),
+    ("duplicate", r"i.parquet: identity_id 2 appears 2 times \(1 repeated id\(s\)\)"),
+    ("not-parquet", r"i.parquet is not a Parquet identities table .*synthface identities"),
+])
+def test_unusable_identities_are_refused_by_generate_and_plan(gen_inputs, tmp_path, capsys, problem, message):
+    """One validation of identities tables serves every reader (issue 21, item 3): generate used
+    to sample NaN contexts into a 'complete' dataset, plan to count a repeated id twice."""
+    ids = _bad_identities(tmp_path / "i.parquet", problem)
+    cfg = gen_config(gen_inputs, tmp_path / "out", **{"input.identities": ids})
+    _fails(_argv(cfg, tmp_path), capsys, message)
+    assert not (tmp_path / "out").exists()
+    assert cli.main(["plan", "--identities", ids, "--out", str(tmp_path / "plan.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert not (tmp_path / "plan.parquet").exists()

@@ -26,7 +26,7 @@ def gen(gen_inputs):
 
 @pytest.fixture(scope="module")
 def identities(gen_inputs):
-    from synthface_ray.commands.identities import read_identities
+    from synthface_ray.data.identities import read_identities
     from synthface_ray.storage import StorageConfig
 
     return gb.IdentityTable.build(*read_identities(gen_inputs["identities"], StorageConfig()))

@@ -20,7 +20,7 @@ from synthface_ray.sampling.recipes import resolve
 
 @pytest.fixture(scope="module")
 def parts(gen_inputs):
-    from synthface_ray.commands.identities import read_identities
+    from synthface_ray.data.identities import read_identities
     from synthface_ray.storage import StorageConfig
 
     torch.set_num_threads(1)
