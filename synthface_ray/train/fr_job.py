@@ -103,6 +103,9 @@ def check_data(cfg: TrainFRConfig) -> FRFacts:
     if cfg.data.same_identity.fr_model and len(paths) > 1:
         section = cfg.data.same_identity
         merged = same_identity.apply(section, same_identity.judge(section, paths, trained, cfg.storage), paths)
+    elif len(paths) > 1:
+        print(f"note: the {len(paths)} sources' identities are trained as separate classes, unchecked; "
+              "set data.same_identity.fr_model to find (and merge) one person in two sources", flush=True)
     maps, num_classes = number_classes(trained, merged, sizes)
     sources = [SourceFacts(p, r, len(t), m) for p, r, t, m in zip(paths, rows, trained, maps, strict=True)]
     if cfg.num_classes is not None and cfg.num_classes != num_classes:

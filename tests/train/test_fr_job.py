@@ -151,6 +151,7 @@ def test_dry_run_prints_the_plan(real, synthetic, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "36 images of 6 training identities" in out and "2 per micro-batch" in out
     assert "hold out 2 identities of source 0" in out and "over 10 classes" in out
+    assert "trained as separate classes, unchecked; set data.same_identity.fr_model" in out
     assert not (tmp_path / "runs").exists()
 
 
