@@ -29,22 +29,44 @@ def _absolute(path: str) -> str:
     return path if storage.is_s3(path) else os.path.abspath(path)
 
 
+#: train-fr keys holding a local path that the benchmark does not set itself (its own: data,
+#: run and export folders): made absolute on the driver, since trials run in other directories
+TRAIN_PATH_KEYS = ("data.same_identity.fr_model",)
+
+
+def _absolute_keys(dotted: dict) -> dict:
+    """``arms[].train`` / ``train.set`` (dotted keys) with the :data:`TRAIN_PATH_KEYS` absolute."""
+    return {k: _absolute(v) if k in TRAIN_PATH_KEYS and isinstance(v, str) else v for k, v in dotted.items()}
+
+
 def with_absolute_paths(cfg: Config) -> Config:
-    """A copy whose local dataset paths are absolute (trials run in other working directories)."""
-    arms = [dataclasses.replace(a, sources=[dataclasses.replace(s, path=_absolute(s.path)) for s in a.sources])
+    """A copy whose local paths (datasets, output, train-fr path keys) are absolute (trials run
+    in other working directories)."""
+    arms = [dataclasses.replace(a, sources=[dataclasses.replace(s, path=_absolute(s.path)) for s in a.sources],
+                                train=_absolute_keys(a.train))
             for a in cfg.arms]
     test = dataclasses.replace(cfg.test, sets=[dataclasses.replace(t, path=_absolute(t.path))
                                                for t in cfg.test.sets])
     output = dataclasses.replace(cfg.output, path=_absolute(cfg.output.path))
-    return dataclasses.replace(cfg, arms=arms, test=test, output=output)
+    train = dataclasses.replace(cfg.train, set=_absolute_keys(cfg.train.set))
+    return dataclasses.replace(cfg, arms=arms, test=test, output=output, train=train)
 
 
 def base_train(cfg: Config) -> dict:
-    """The train-fr config every arm starts from: ``train.config`` plus ``train.set``."""
+    """The train-fr config every arm starts from: ``train.config`` plus ``train.set`` (the
+    YAML's :data:`TRAIN_PATH_KEYS` made absolute)."""
     if not cfg.train.config:
         raise ConfigError("train.config is required: the synthface train-fr YAML every arm trains "
                           "with, e.g. synthface_ray/demo_jobs/train_fr.yaml")
-    return config.apply_dotted(config.read_yaml(cfg.train.config), cfg.train.set, "train.set key")
+    data = config.read_yaml(cfg.train.config)
+    for key in TRAIN_PATH_KEYS:
+        node = data
+        for part in key.split(".")[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        leaf = key.rsplit(".", 1)[-1]
+        if isinstance(node, dict) and isinstance(node.get(leaf), str):
+            data = config.apply_dotted(data, {key: _absolute(node[leaf])})
+    return config.apply_dotted(data, cfg.train.set, "train.set key")
 
 
 def _named(exc: Exception, what: str) -> Exception:

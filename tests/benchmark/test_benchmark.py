@@ -190,3 +190,28 @@ def test_a_failed_trial_is_reported_and_the_finished_ones_still_make_the_report(
     text = (folder / "report.md").read_text()
     assert "**Failed trials**" in text and "doomed seed 0:" in text
     assert not list(folder.glob("trials/doomed/*/result.json"))
+
+
+def test_relative_train_paths_reach_the_trials_absolute(bench, bench_sets, tmp_path, monkeypatch):
+    """Trials run in Tune's working directories: a relative judge path of data.same_identity (in
+    the train YAML, train.set or an arm's train keys) is resolved against the driver's directory."""
+    from synthface_ray.benchmark.trial import train_config
+
+    monkeypatch.chdir(tmp_path)
+    import yaml
+
+    train = yaml.safe_load(Path(bench_sets["train"]).read_text())
+    train["data"]["same_identity"] = {"fr_model": "judges/yaml"}
+    yaml_cfg = tmp_path / "train.yaml"
+    yaml_cfg.write_text(yaml.safe_dump(train))
+    arms = [{"name": "real", "sources": [{"path": bench_sets["real"]}]},
+            {"name": "mixed", "sources": [{"path": bench_sets["real"]}, {"path": bench_sets["other"]}],
+             "train": {"data.same_identity.fr_model": "judges/arm", "data.same_identity.action": "merge"}}]
+    cfg = bench(**{"train.config": str(yaml_cfg), "arms": arms})
+    spec, _ = plan.preflight(cfg)
+    monkeypatch.chdir(tmp_path.parent)  # where a trial would run: somewhere else
+    judge = {arm: train_config(spec, arm, 0, [], str(tmp_path)).data.same_identity.fr_model for arm in ("real", "mixed")}
+    assert judge == {"real": str(tmp_path / "judges/yaml"), "mixed": str(tmp_path / "judges/arm")}
+    monkeypatch.chdir(tmp_path)
+    spec, _ = plan.preflight(bench(**{"train.set": {"data.same_identity.fr_model": "judges/set"}}))
+    assert train_config(spec, "real", 0, [], str(tmp_path)).data.same_identity.fr_model == str(tmp_path / "judges/set")
