@@ -25,9 +25,11 @@ REPORT_MARKER = "report.md"
 
 @dataclass
 class DataSection:
-    """A labelled faces set (real or generated; a ``fr_cosine`` column adds identity consistency)."""
+    """A labelled faces set (real or generated; a ``fr_cosine`` column adds identity consistency).
+    Corrupt images are skipped and reported by row, or refused when ``strict``."""
 
     path: str = ""
+    strict: bool = False
 
 
 @dataclass
@@ -101,18 +103,19 @@ class Config:
 
 def collect(cfg: Config, embedder):
     """One pass over the data: embeddings and labels of every image, pixels of at most
-    ``diversity.pixel_max_per_class`` images per identity, and ``fr_cosine`` if present."""
+    ``diversity.pixel_max_per_class`` images per identity, and ``fr_cosine`` if present (rows
+    of corrupt images dropped); returns ``(inputs, decode report)``."""
     from synthface_ray.commands.common import progress
     from synthface_ray.data import faces
     from synthface_ray.data.loader import iter_training_batches
-    from synthface_ray.data.transforms import from_model_range
+    from synthface_ray.data.transforms import DecodeReport, from_model_range
     from synthface_ray.evaluate.report import EvaluationInputs, first_per_label
 
-    cap, taken = cfg.diversity.pixel_max_per_class, {}
+    cap, taken, report = cfg.diversity.pixel_max_per_class, {}, DecodeReport()
     embs, labels, pixels, pixel_labels = [], [], [], []
     with progress(None, "evaluate") as bar:
-        for batch in iter_training_batches(cfg.data.path, cfg.model.batch_size,
-                                           embedder.config.input_size, cfg=cfg.storage):
+        for batch in iter_training_batches(cfg.data.path, cfg.model.batch_size, embedder.config.input_size,
+                                           cfg=cfg.storage, strict=cfg.data.strict, report=report):
             embs.append(embedder(batch["image"], cfg.model.batch_size))
             lab = batch["label"].numpy()
             labels.append(lab)
@@ -123,10 +126,13 @@ def collect(cfg: Config, embedder):
     if not embs:
         raise ValueError(f"{cfg.data.path} has no decodable images")
     dataset = faces.open_faces(cfg.data.path, cfg.storage)
-    fr_cos = (dataset.to_table(columns=["fr_cosine"]).column("fr_cosine").to_numpy()
+    fr_cos = (np.delete(dataset.to_table(columns=["fr_cosine"]).column("fr_cosine").to_numpy(), report.rows)
               if "fr_cosine" in dataset.schema.names else None)
+    if report.skipped:
+        print(f"WARNING: {cfg.data.path}: {report.summary()}\n(the report covers the decoded images; "
+              "data.strict: true refuses a set with corrupt images)", flush=True)
     return EvaluationInputs(np.concatenate(embs), np.concatenate(labels), np.concatenate(pixels),
-                            np.concatenate(pixel_labels), fr_cos)
+                            np.concatenate(pixel_labels), fr_cos), report
 
 
 def _check(cfg: Config) -> None:
@@ -146,8 +152,10 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         print_dry_run("evaluate", cfg, [f"embed {cfg.data.path} with {cfg.model.path}",
                                         f"write report.md, metrics.json, histogram.png, grid.png to {out.uri}"])
         return 0
-    inputs = collect(cfg, cfg.model.load())
+    inputs, decoded = collect(cfg, cfg.model.load())
     metrics, sep = compute_metrics(inputs, cfg)
+    metrics["skipped_images"] = decoded.skipped
+    metrics["skipped_rows"] = decoded.rows
     with tempfile.TemporaryDirectory(prefix="synthface-eval-") as tmp:
         write_report(Path(tmp), metrics, sep, inputs, cfg.data.path, cfg.model.path,
                      (cfg.grid.identities, cfg.grid.images))

@@ -32,9 +32,11 @@ class DecodeReport:
     skipped: int = 0
     decoded: int = 0
     examples: list[tuple[int, str | None, str]] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)  # every skipped row (to align per-row columns)
 
     def add(self, row: int, path: str | None, reason: str) -> None:
         self.skipped += 1
+        self.rows.append(row)
         if len(self.examples) < MAX_REPORTED:
             self.examples.append((row, path, reason))
 

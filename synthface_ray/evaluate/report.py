@@ -89,7 +89,11 @@ def report_markdown(metrics: dict[str, Any], data: str, model: str) -> str:
     s = metrics["separability"]
     lines = [
         "# Evaluation report", "", f"- data: `{data}` ({metrics['images']} images, "
-        f"{metrics['identities']} identities)", f"- FR model: `{model}`", "",
+        f"{metrics['identities']} identities)", f"- FR model: `{model}`",
+        *([f"- **{metrics['skipped_images']} corrupt image(s) skipped** (rows "
+           f"{', '.join(map(str, metrics['skipped_rows'][:20]))}"
+           f"{', ...' if len(metrics['skipped_rows']) > 20 else ''}): not in these figures"]
+          if metrics.get("skipped_images") else []), "",
         f"## Identity separability ({s['n_identities']} identities, {s['n_genuine']} genuine / "
         f"{s['n_impostor']} impostor pairs, impostors {s['impostor_mode']})", "",
         "| EER | FMR100 | FMR1000 | genuine mean +- std | impostor mean +- std | FDR | d' |",

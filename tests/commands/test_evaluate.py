@@ -78,3 +78,27 @@ def test_bad_input(tmp_path, fr_model, capsys, case, message):
     err = capsys.readouterr().err
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_images_are_reported_by_row_or_refused_when_strict(tmp_path, fr_model, capsys):
+    """Issue 21 item 5: evaluate dropped corrupt images silently (and read fr_cosine of every row
+    beside the embeddings of the decoded ones)."""
+    table = toyfaces_table(ToyFacesConfig(identities=6, images_per_identity=4, resolution=16))
+    cos = np.linspace(0.2, 0.8, table.num_rows).astype(np.float32)
+    images = table.column("image").to_pylist()
+    for row in (5, 17):
+        images[row] = {**images[row], "bytes": b"not an image"}
+    table = table.set_column(table.schema.get_field_index("image"), "image",
+                             pa.array(images, table.schema.field("image").type))
+    write_faces(table.append_column("fr_cosine", pa.array(cos)), str(tmp_path / "gen"))
+    argv = ["evaluate", "--data", str(tmp_path / "gen"), "--model", fr_model,
+            "--set", "verification.genuine=20", "--set", "verification.impostor=20"]
+    assert cli.main([*argv, "--out", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING:" in out and "skipped 2 corrupt ones" in out and "row 5" in out and "row 17" in out
+    m = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert (m["images"], m["skipped_images"], m["skipped_rows"]) == (22, 2, [5, 17])
+    assert m["identity_consistency"] == pytest.approx(float(np.delete(cos, [5, 17]).mean()), abs=1e-6)
+    assert "2 corrupt image(s) skipped** (rows 5, 17)" in (tmp_path / "report" / "report.md").read_text()
+    assert cli.main([*argv, "--out", str(tmp_path / "strict"), "--set", "data.strict=true"]) == 2
+    assert "row 5" in capsys.readouterr().err and not (tmp_path / "strict").exists()
