@@ -14,7 +14,13 @@
 #   syn-3000-gate              + the consistency gate (fr_cosine >= 0.8, mixes >= 0.3, 4 draws, drop)
 #   syn-emb-new                emb3000 on NEW people: PCA-Gaussian embeddings, leakage 0.6, unique at 0.5
 #   syn-3000-16                gen3000, 16 images per identity and per mix (1120 images)
-# Benchmarks: $ROOT/benchmark/ablation (280-image arms) and $ROOT/benchmark/b1120 (1120-image arms).
+# Second round (docs/BENCHMARKS.md, "Second round"; about 1 h 30 min more):
+#   gen6000 / syn-6000-16      the class generator trained on to 6000 steps, 1120 images
+#   emb1k / emb1k-16           an embedding generator on 1000 other real people (ids 200..1199), 6000 steps,
+#                              sampled on 90 new PCA-Gaussian people of their centres (16 per identity / mix)
+#   merge                      real + synthetic with and without train-fr's data.same_identity merge
+# Benchmarks: $ROOT/benchmark/ablation (280-image arms), $ROOT/benchmark/b1120 (1120-image arms) and
+# $ROOT/benchmark/merge.
 # Finished steps are reused on a re-run (every command here resumes or skips complete outputs).
 set -euo pipefail
 ROOT=${1:-runs/useful}
@@ -41,6 +47,19 @@ generator() {  # name steps condition
 generator gen480 480 class
 generator gen3000 3000 class
 generator emb3000 3000 embedding
+# second round: gen3000 trained on to 6000 steps (a copy of its run folder resumes at step 3000)
+[ -e "$ROOT/train/gen6000" ] || { cp -r "$ROOT/train/gen3000" "$ROOT/train/gen6000"; rm -rf "$ROOT/train/gen6000/export"; }
+generator gen6000 6000 class
+# second round: 1000 other real people (10 images each), their demo-FR centres, an embedding generator on them
+done_or "$ROOT/toyfaces-1k/manifest.json" $SF toyfaces --config $D/toyfaces.yaml --set toyfaces.first_identity=200 \
+  --set toyfaces.identities=1000 --set toyfaces.images_per_identity=10 --set output.path=$ROOT/toyfaces-1k
+done_or "$ROOT/centres-1k.parquet" $SF identities --config $D/centres.yaml --set source.faces=$ROOT/toyfaces-1k \
+  --set source.fr_model=$FR --set output.path=$ROOT/centres-1k.parquet
+done_or "$ROOT/train/emb1k/export/condition/metadata.json" $SF train-generator --config $D/train_generator.yaml \
+  --set data.path=$ROOT/toyfaces-1k --set data.label_embeddings=$ROOT/centres-1k.parquet --set run.storage_path=$ROOT/train \
+  --set run.name=emb1k --set optim.max_steps=6000 --set run.checkpoint_every=3000 --set preview.every=1000
+done_or "$ROOT/new1k_ids.parquet" $SF identities --config $D/identities.yaml --set source.real=$ROOT/centres-1k.parquet \
+  --set source.count=1000 --set output.path=$ROOT/new1k_ids.parquet
 
 # the demo's identities before issue 19 (class centres kept unique at 0.5) for the class generators
 done_or "$ROOT/class_ids.parquet" $SF identities --config $D/centres.yaml --set source.faces=$ROOT/toyfaces \
@@ -58,6 +77,7 @@ plan() {  # identities name per_identity
 plan $ROOT/class_ids.parquet class 4
 plan $ROOT/class_ids.parquet class 16
 plan $ROOT/new_ids.parquet new 4
+plan $ROOT/new1k_ids.parquet new1k 16
 
 generate() {  # name generator identities plan [--set ...]
   local name=$1 gen=$2 ids=$3 plan=$4; shift 4
@@ -71,8 +91,10 @@ generate s3000-gate gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-4.parquet \
   --set gate.min_fr_cosine=0.8 --set gate.min_mix_cosine=0.3 --set gate.attempts=4
 generate emb-new emb3000 $ROOT/new_ids.parquet $ROOT/plan-new-4.parquet
 generate s3000-16 gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet
+generate s6000-16 gen6000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet
+generate emb1k-16 emb1k $ROOT/new1k_ids.parquet $ROOT/plan-new1k-16.parquet
 
-for set in s480 s3000 emb-new; do
+for set in s480 s3000 emb-new s6000-16 emb1k-16; do
   echo "== identities of $set"
   .venv/bin/python benchmarks/identities_report.py --generated $ROOT/generated/$set --real $ROOT/toyfaces --fr $FR
 done
@@ -84,8 +106,20 @@ $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set "arm
   {name: syn-3000, sources: [{path: '$ROOT/generated/s3000'}]},
   {name: syn-3000-gate, sources: [{path: '$ROOT/generated/s3000-gate'}]},
   {name: syn-emb-new, sources: [{path: '$ROOT/generated/emb-new', identities: 70, images: 280}]},
+  {name: syn-emb1k-new, sources: [{path: '$ROOT/generated/emb1k-16', identities: 70, images: 280}]},
   {name: real+syn-3000, match: syn-480, sources: [{path: '$ROOT/toyfaces', weight: 0.5},
                                                   {path: '$ROOT/generated/s3000', weight: 0.5}]}]"
 $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set output.name=b1120 --set "arms=[
   {name: real, match: syn-3000-16, sources: [{path: '$ROOT/toyfaces'}]},
-  {name: syn-3000-16, sources: [{path: '$ROOT/generated/s3000-16'}]}]"
+  {name: syn-3000-16, sources: [{path: '$ROOT/generated/s3000-16'}]},
+  {name: syn-6000-16, sources: [{path: '$ROOT/generated/s6000-16'}]},
+  {name: syn-emb1k-new-16, sources: [{path: '$ROOT/generated/emb1k-16', identities: 70, images: 1120}]}]"
+REAL="{path: '$ROOT/toyfaces', identities: 70, images: 280, weight: 0.5}"
+MERGE="{data.same_identity.fr_model: '$FR', data.same_identity.threshold: 0.8, data.same_identity.action: merge}"
+$SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set output.name=merge --set random_init=false --set "arms=[
+  {name: real, sources: [{path: '$ROOT/toyfaces', identities: 70, images: 280}]},
+  {name: real+syn-3000, sources: [$REAL, {path: '$ROOT/generated/s3000', weight: 0.5}]},
+  {name: real+syn-3000-merge, sources: [$REAL, {path: '$ROOT/generated/s3000', weight: 0.5}], train: $MERGE},
+  {name: real+emb-new, sources: [$REAL, {path: '$ROOT/generated/emb-new', identities: 70, images: 280, weight: 0.5}]},
+  {name: real+emb-new-merge, sources: [$REAL, {path: '$ROOT/generated/emb-new', identities: 70, images: 280, weight: 0.5}],
+   train: $MERGE}]"

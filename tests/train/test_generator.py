@@ -147,7 +147,7 @@ def test_embedding_condition_reads_an_identities_table_by_identity_id(process_gr
 
     one = identities_table([1], table[:1], "class_center")
     pq.write_table(pa.concat_tables([one, one]), tmp_path / "ids.parquet")  # a table made elsewhere
-    with pytest.raises(ValueError, match="each identity_id .* once"):
+    with pytest.raises(ValueError, match=r"identity_id 1 appears 2 times .*every identity must have one row"):
         session(cfg)
 
 
