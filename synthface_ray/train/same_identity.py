@@ -22,13 +22,17 @@ SHOW = 5  # matches printed by name (all are counted)
 
 def _first_rows(labels: np.ndarray, wanted: np.ndarray, taken: dict[int, int], per_identity: int) -> np.ndarray:
     """Mask of the rows (in order) that are a wanted label's first ``per_identity``; updates
-    ``taken`` (label -> rows taken so far)."""
-    mask = np.zeros(len(labels), bool)
-    for i in np.flatnonzero(np.isin(labels, wanted)):
-        lab = int(labels[i])
-        if taken.get(lab, 0) < per_identity:
-            taken[lab] = taken.get(lab, 0) + 1
-            mask[i] = True
+    ``taken`` (label -> rows taken so far). Vectorised: each row's rank among its label's rows
+    in this batch, plus what earlier batches took."""
+    labels = np.asarray(labels, np.int64)
+    order = np.argsort(labels, kind="stable")
+    uniq, first, counts = np.unique(labels[order], return_index=True, return_counts=True)
+    rank = np.empty(len(labels), np.int64)
+    rank[order] = np.arange(len(labels)) - np.repeat(first, counts)
+    before = np.array([taken.get(int(u), 0) for u in uniq], np.int64)
+    mask = np.isin(labels, wanted) & (rank + before[np.searchsorted(uniq, labels)] < per_identity)
+    for u, n in zip(*np.unique(labels[mask], return_counts=True), strict=True):
+        taken[int(u)] = taken.get(int(u), 0) + int(n)
     return mask
 
 
