@@ -19,8 +19,9 @@
 #   emb1k / emb1k-16           an embedding generator on 1000 other real people (ids 200..1199), 6000 steps,
 #                              sampled on 90 new PCA-Gaussian people of their centres (16 per identity / mix)
 #   merge                      real + synthetic with and without train-fr's data.same_identity merge
+#   aug                        FR trained with RandAugment (4, 16) on real and on syn-3000
 # Benchmarks: $ROOT/benchmark/ablation (280-image arms), $ROOT/benchmark/b1120 (1120-image arms) and
-# $ROOT/benchmark/merge.
+# $ROOT/benchmark/merge and $ROOT/benchmark/aug.
 # Finished steps are reused on a re-run (every command here resumes or skips complete outputs).
 set -euo pipefail
 ROOT=${1:-runs/useful}
@@ -123,3 +124,10 @@ $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set outp
   {name: real+emb-new, sources: [$REAL, {path: '$ROOT/generated/emb-new', identities: 70, images: 280, weight: 0.5}]},
   {name: real+emb-new-merge, sources: [$REAL, {path: '$ROOT/generated/emb-new', identities: 70, images: 280, weight: 0.5}],
    train: $MERGE}]"
+# second round: strong RandAugment (4 ops, magnitude 16) in FR training, on real and on syn-3000
+AUG="{augment.randaugment_n: 4, augment.randaugment_m: 16}"
+$SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set output.name=aug --set random_init=false --set "arms=[
+  {name: real, sources: [{path: '$ROOT/toyfaces', identities: 70, images: 280}]},
+  {name: syn-3000, sources: [{path: '$ROOT/generated/s3000'}]},
+  {name: real-randaug, sources: [{path: '$ROOT/toyfaces', identities: 70, images: 280}], train: $AUG},
+  {name: syn-3000-randaug, sources: [{path: '$ROOT/generated/s3000'}], train: $AUG}]"
