@@ -162,7 +162,7 @@ def load_label_embeddings(uri: str, cfg: StorageConfig | None = None) -> torch.T
     if not storage.exists(loc):
         raise FileNotFoundError(f"data.label_embeddings: {loc.uri} does not exist")
     if loc.uri.endswith(".parquet"):
-        return torch.from_numpy(_identities_by_label(storage.read_bytes(loc), loc.uri))
+        return torch.from_numpy(_identities_by_label(loc.uri, cfg))
     table = np.load(io.BytesIO(storage.read_bytes(loc)), allow_pickle=False)
     if table.ndim != 2 or not np.issubdtype(table.dtype, np.floating):
         raise ValueError(
@@ -172,24 +172,14 @@ def load_label_embeddings(uri: str, cfg: StorageConfig | None = None) -> torch.T
     return torch.from_numpy(table.astype(np.float32))
 
 
-def _identities_by_label(data: bytes, uri: str):
-    """An identities table's embeddings placed at row ``identity_id`` (NaN where an id is absent)."""
-    import io
-
+def _identities_by_label(uri: str, cfg: StorageConfig | None):
+    """An identities table's embeddings placed at row ``identity_id`` (NaN where an id is absent),
+    read and checked by :func:`synthface_ray.data.identities.read_identities`."""
     import numpy as np
-    import pyarrow.parquet as pq
 
-    from synthface_ray.data.identities import (
-        IDENTITY_ID,
-        check_identities,
-        embeddings_of,
-        validate_identities_schema,
-    )
+    from synthface_ray.data.identities import read_identities
 
-    table = pq.read_table(io.BytesIO(data))
-    validate_identities_schema(table.schema)
-    ids, emb = table.column(IDENTITY_ID).to_numpy(), embeddings_of(table)
-    check_identities(ids, emb, f"data.label_embeddings {uri}")
+    ids, emb = read_identities(uri, cfg)
     if len(ids) == 0 or ids.min() < 0:
         raise ValueError(f"data.label_embeddings: {uri} must list each identity_id (= training label, >= 0) "
                          "once; make it with `synthface embed --model FR --data FACES --out IDS.parquet`")
