@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import posixpath
+import re
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -188,9 +189,28 @@ def _tmp_name(path: str) -> str:
     return posixpath.join(head, f".{tail}.tmp-{uuid.uuid4().hex[:12]}")
 
 
+_TMP_NAME = re.compile(r"(^|/)\.([^/]+)\.tmp-[0-9a-f]{12}$")
+
+
+def visible_path(path: str) -> str:
+    """The file a temporary name of :func:`_tmp_name` becomes (any other path unchanged)."""
+    return _TMP_NAME.sub(r"\1\2", path)
+
+
+def _named(exc: OSError, uri: str) -> OSError:
+    """``exc`` naming the file written to ``uri``: a full disk reports no file name, pyarrow
+    reports none in ``filename``, and a temporary name is not the one the user gave."""
+    if exc.errno is None or (exc.filename and visible_path(os.fspath(exc.filename)) == exc.filename):
+        return exc
+    return OSError(exc.errno, os.strerror(exc.errno), uri)  # errno picks the subclass
+
+
 def ensure_dir(loc: Location) -> None:
     if not loc.is_s3:  # S3 has no directories; prefixes appear with their first object
-        loc.fs.create_dir(loc.path, recursive=True)
+        try:
+            loc.fs.create_dir(loc.path, recursive=True)
+        except OSError as exc:
+            raise _named(exc, loc.uri) from None
 
 
 @contextlib.contextmanager
@@ -217,6 +237,11 @@ def atomic_local_path(loc: Location) -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, loc.path)
+    except OSError as exc:
+        named = _named(exc, loc.uri)
+        if named is exc:
+            raise
+        raise named from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -307,6 +332,83 @@ def local_copy(loc: Location) -> Iterator[str]:
             with loc.fs.open_input_stream(path) as src, open(target, "wb") as dst:
                 dst.write(src.read())
         yield tmp
+
+
+# replacing a complete folder ------------------------------------------------------------------
+def _sibling(loc: Location, suffix: str) -> Location:
+    head, tail = posixpath.split(loc.path.rstrip("/"))
+    uhead, _ = posixpath.split(loc.uri.rstrip("/"))
+    name = f".{tail}.{suffix}"
+    return Location(loc.fs, posixpath.join(head, name), posixpath.join(uhead, name))
+
+
+def replacement_of(loc: Location) -> Location:
+    """The hidden sibling ``.<name>.replacing`` where an overwrite of the folder ``loc`` is
+    written while the folder itself stays as it is (see :func:`replace_folder`)."""
+    return _sibling(loc, "replacing")
+
+
+def remove_folder(loc: Location, marker: str | None = None) -> None:
+    """Delete every file under ``loc`` (hidden ones too), the file ``marker`` first so the folder
+    never looks complete half-deleted."""
+    if marker and exists(loc.join(marker)):
+        delete_file(loc.join(marker))
+    if not loc.is_s3:
+        import shutil
+
+        shutil.rmtree(loc.path, ignore_errors=True)
+        return
+    selector = pafs.FileSelector(loc.path, allow_not_found=True, recursive=True)
+    for info in loc.fs.get_file_info(selector):
+        if info.type == pafs.FileType.File:
+            loc.fs.delete_file(info.path)
+
+
+def replace_folder(new: Location, loc: Location, marker: str) -> None:
+    """Make the complete folder ``new`` (it holds ``marker``) the folder ``loc``, replacing what
+    ``loc`` held only now that its replacement exists.
+
+    Locally two renames (``loc`` aside to ``.<name>.replaced``, ``new`` into place), then the old
+    folder is deleted. On S3 (no renames) the old ``marker`` goes first, then the old objects;
+    ``new``'s objects are copied server-side, ``marker`` last, and ``new`` is deleted, its marker
+    first. Killed at any point, :func:`finish_replacement` completes the swap on the next run:
+    ``new`` is deleted only after ``loc`` holds all of it."""
+    if not exists(new.join(marker)):
+        raise FileNotFoundError(f"{new.uri} holds no {marker}: it is not complete, refusing to publish it")
+    if not loc.is_s3:
+        old = _sibling(loc, "replaced")
+        if os.path.exists(loc.path):
+            if os.path.exists(old.path):
+                remove_folder(old)
+            os.replace(loc.path, old.path)
+        os.replace(new.path, loc.path)
+        remove_folder(old)
+        return
+    remove_folder(loc, marker)
+    files = [f for f in list_all(new) if posixpath.relpath(f, new.path) != marker]
+    for path in files + [new.join(marker).path]:
+        new.fs.copy_file(path, posixpath.join(loc.path, posixpath.relpath(path, new.path)))
+    remove_folder(new, marker)
+
+
+def finish_replacement(loc: Location, marker: str) -> bool:
+    """Complete an overwrite of ``loc`` that was killed: a complete replacement (``marker``
+    present) is swapped in; an incomplete one stays for its run to resume. Locally a leftover
+    ``.<name>.replaced`` is deleted once ``loc`` is complete again. Returns True if it swapped."""
+    new = replacement_of(loc)
+    swapped = exists(new.join(marker))
+    if swapped:
+        replace_folder(new, loc, marker)
+    old = _sibling(loc, "replaced")
+    if not loc.is_s3 and os.path.exists(old.path) and exists(loc.join(marker)):
+        remove_folder(old)
+    return swapped
+
+
+def list_all(loc: Location) -> list[str]:
+    """Sorted paths of every file under ``loc``, hidden ones included."""
+    selector = pafs.FileSelector(loc.path, allow_not_found=True, recursive=True)
+    return sorted(i.path for i in loc.fs.get_file_info(selector) if i.type == pafs.FileType.File)
 
 
 def delete_file(loc: Location) -> None:

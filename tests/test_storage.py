@@ -123,3 +123,61 @@ def test_publish_dir_replaces_the_folder_and_needs_its_marker(where, tmp_path, r
     storage.publish_dir(str(src), dest, marker="done.json")
     assert storage.read_bytes(dest.join("sub", "a.bin")) == b"a"
     assert storage.read_json(dest.join("done.json")) == {}
+
+
+def _folder(where, tmp_path, request, name):
+    if where == "s3":
+        cfg, bucket = request.getfixturevalue("s3")
+        return storage.resolve(f"{bucket}/{name}", cfg)
+    return storage.resolve(tmp_path / name)
+
+
+def _write(loc, files: dict[str, bytes]) -> None:
+    storage.ensure_dir(loc)
+    for rel, data in files.items():
+        storage.atomic_write_bytes(loc.join(*rel.split("/")), data)
+
+
+def _read(loc) -> dict[str, bytes]:
+    return {os.path.relpath(p, loc.path).replace(os.sep, "/"): storage.read_bytes(storage.Location(loc.fs, p, p))
+            for p in storage.list_all(loc)}
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_replace_folder_swaps_a_complete_replacement_in(where, tmp_path, request):
+    dest = _folder(where, tmp_path, request, "ds")
+    _write(dest, {"old.bin": b"old", "done.json": b"1"})
+    new = storage.replacement_of(dest)
+    assert new.uri.endswith("/.ds.replacing")
+    _write(new, {"sub/a.bin": b"a"})
+    with pytest.raises(FileNotFoundError, match="holds no done.json"):
+        storage.replace_folder(new, dest, "done.json")  # the replacement is not complete
+    assert _read(dest) == {"old.bin": b"old", "done.json": b"1"}  # nothing touched
+    _write(new, {"done.json": b"2"})
+    storage.replace_folder(new, dest, "done.json")
+    assert _read(dest) == {"sub/a.bin": b"a", "done.json": b"2"}
+    assert not storage.list_all(new) and not storage.finish_replacement(dest, "done.json")
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_swap_killed_half_way_is_finished_by_the_next_run(where, tmp_path, request):
+    """The states a kill can leave between the steps of replace_folder, completed afterwards."""
+    dest = _folder(where, tmp_path, request, "ds")
+    new = storage.replacement_of(dest)
+    _write(new, {"a.bin": b"a", "done.json": b"2"})
+    if where == "s3":  # killed after the old marker and some old objects went, before the copy
+        _write(dest, {"old2.bin": b"o"})
+    else:  # killed between the two renames: the old folder aside, the new one not yet in place
+        _write(storage.resolve(tmp_path / ".ds.replaced"), {"old.bin": b"old", "done.json": b"1"})
+    assert storage.finish_replacement(dest, "done.json")
+    assert _read(dest) == {"a.bin": b"a", "done.json": b"2"}
+    assert not storage.list_all(new) and not os.path.exists(tmp_path / ".ds.replaced")
+
+
+def test_an_incomplete_replacement_is_left_for_its_run(tmp_path):
+    dest = storage.resolve(tmp_path / "ds")
+    _write(dest, {"old.bin": b"old", "done.json": b"1"})
+    _write(storage.replacement_of(dest), {"a.bin": b"a"})  # killed before it was complete
+    assert not storage.finish_replacement(dest, "done.json")
+    assert _read(dest) == {"old.bin": b"old", "done.json": b"1"}
+    assert _read(storage.replacement_of(dest)) == {"a.bin": b"a"}

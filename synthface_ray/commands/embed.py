@@ -18,6 +18,7 @@ SHORTCUTS = {"--model": "model.path", "--data": "input.path", "--out": "output.p
 @dataclass
 class InputSection:
     path: str = ""
+    allow_incomplete: bool = False  # read a dataset without its manifest (an interrupted run), with a warning
 
 
 @dataclass
@@ -38,7 +39,8 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         print_dry_run("embed", cfg, [f"embed {cfg.input.path}, write class centres to {out.uri}"])
         return 0
     embedder = cfg.model.load()
-    emb, labels = embed_faces(embedder, cfg.input.path, cfg.storage, cfg.model.batch_size)
+    emb, labels = embed_faces(embedder, cfg.input.path, cfg.storage, cfg.model.batch_size,
+                              cfg.input.allow_incomplete)
     ids, centres = class_centers(emb, labels)
     table = identities_table(ids, centres, CLASS_CENTER)
     write_parquet(table, out)

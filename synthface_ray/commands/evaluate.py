@@ -26,10 +26,12 @@ REPORT_MARKER = "report.md"
 @dataclass
 class DataSection:
     """A labelled faces set (real or generated; a ``fr_cosine`` column adds identity consistency).
-    Corrupt images are skipped and reported by row, or refused when ``strict``."""
+    Corrupt images are skipped and reported by row, or refused when ``strict``. A set without
+    its manifest (an interrupted run) is refused unless ``allow_incomplete``."""
 
     path: str = ""
     strict: bool = False
+    allow_incomplete: bool = False
 
 
 @dataclass
@@ -115,7 +117,8 @@ def collect(cfg: Config, embedder):
     embs, labels, pixels, pixel_labels = [], [], [], []
     with progress(None, "evaluate") as bar:
         for batch in iter_training_batches(cfg.data.path, cfg.model.batch_size, embedder.config.input_size,
-                                           cfg=cfg.storage, strict=cfg.data.strict, report=report):
+                                           cfg=cfg.storage, strict=cfg.data.strict, report=report,
+                                           allow_incomplete=cfg.data.allow_incomplete, key="data.allow_incomplete"):
             embs.append(embedder(batch["image"], cfg.model.batch_size))
             lab = batch["label"].numpy()
             labels.append(lab)
@@ -125,7 +128,8 @@ def collect(cfg: Config, embedder):
             bar.update(len(lab))
     if not embs:
         raise ValueError(f"{cfg.data.path} has no decodable images")
-    dataset = faces.open_faces(cfg.data.path, cfg.storage)
+    # the same files as the pass above, which refused an incomplete set or warned about it
+    dataset = faces.open_faces(cfg.data.path, cfg.storage, allow_incomplete=True)
     fr_cos = (np.delete(dataset.to_table(columns=["fr_cosine"]).column("fr_cosine").to_numpy(), report.rows)
               if "fr_cosine" in dataset.schema.names else None)
     if report.skipped:

@@ -21,6 +21,7 @@ SHORTCUTS = {"--from": "input.path", "--format": "output.format", "--out": "outp
 @dataclass
 class InputConfig:
     path: str = ""
+    allow_incomplete: bool = False  # read a dataset without its manifest (an interrupted run), with a warning
 
 
 @dataclass
@@ -53,7 +54,8 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         return 0
     exporter = EXPORTERS[cfg.output.format]
     summary, report = exporter(src.uri, out.uri, cfg.storage, overwrite=cfg.output.overwrite,
-                               verify=cfg.output.verify, strict=cfg.output.strict)
+                               verify=cfg.output.verify, strict=cfg.output.strict,
+                               allow_incomplete=cfg.input.allow_incomplete)
     print(f"exported {summary} from {src.uri} to {out.uri}")
     if report.skipped:
         print(report.summary(), file=sys.stderr)

@@ -29,15 +29,17 @@ class ModelSection:
         return Embedder.from_pretrained(self.path, self.device)
 
 
-def embed_faces(embedder, uri: str, cfg: StorageConfig, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def embed_faces(embedder, uri: str, cfg: StorageConfig, batch_size: int,
+                allow_incomplete: bool = False, key: str = "input.allow_incomplete") -> tuple[np.ndarray, np.ndarray]:
     """``(embeddings (N, D), labels (N,))`` of every decodable image of a faces dataset, resized
     to the backbone's input size, with a progress bar; corrupt images are skipped (counted and
-    printed)."""
+    printed); an incomplete dataset is refused unless ``allow_incomplete`` (the setting ``key``)."""
     from synthface_ray.commands.common import progress
     from synthface_ray.evaluate.downstream import embed_set
 
     with progress(None, "embed") as bar:
-        emb, labels, report = embed_set(embedder, uri, cfg, batch_size, on_batch=bar.update)
+        emb, labels, report = embed_set(embedder, uri, cfg, batch_size, on_batch=bar.update,
+                                          allow_incomplete=allow_incomplete, key=key)
     if report.skipped:
         print(report.summary())
     return emb, labels

@@ -34,6 +34,7 @@ def _dry_run(job) -> int:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
+    from synthface_ray.data import faces
     from synthface_ray.data.faces import MANIFEST
     from synthface_ray.generate import grid, pipeline, shards
 
@@ -43,10 +44,13 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     pipeline.open_output(job)
     n_shards = job.shard_count
     if not job.todo and storage.exists(job.out.join(MANIFEST)):
-        print(f"{job.out.uri} is complete ({job.plan.num_rows} images in {n_shards} shards): nothing to do")
+        print(f"{job.dest.uri} is complete ({job.plan.num_rows} images in {n_shards} shards): nothing to do")
         return 0
     if job.resumed:
         print(f"resuming {job.out.uri}: {n_shards - len(job.todo)} of {n_shards} shards already committed")
+    if job.out.path != job.dest.path:
+        print(f"overwrite: writing beside {job.dest.uri} in {job.out.uri}; the complete dataset there "
+              "stays until the new one is complete")
     start = time.perf_counter()
     receipts, use_gpu = pipeline.execute(job) if job.todo else ([], False)
     wall = time.perf_counter() - start
@@ -55,10 +59,11 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     if cfg.grid.enabled:
         png = grid.render(job.out, job.plan, cfg.grid.identities, cfg.grid.images, cfg.grid.mixes)
         storage.atomic_write_bytes(job.out.join(shards.GRID), png)
-        where.append(f"grid: {job.out.join(shards.GRID).uri}")
+        where.append(f"grid: {job.dest.join(shards.GRID).uri}")
     write_resolved_config(job.out, cfg, "generate")  # before the manifest, which is written last
     manifest, summary = pipeline.finish(job, receipts, wall, use_gpu)
-    where.insert(0, f"dataset: {job.out.uri} ({manifest['rows']} rows, {MANIFEST} written last)")
+    faces.finish(job.out, job.dest)  # the replacement of a complete dataset is swapped in now
+    where.insert(0, f"dataset: {job.dest.uri} ({manifest['rows']} rows, {MANIFEST} written last)")
     for line in summary.lines() + where:
         print(line)
     return 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synthface_ray.commands.common import FileOutput, print_dry_run, write_parquet
-from synthface_ray.config import ConfigError, check_choice, check_range
+from synthface_ray.config import ConfigError, check_choice, check_range, check_seed
 from synthface_ray.data.identities import read_identities
 from synthface_ray.storage import StorageConfig
 
@@ -35,6 +35,7 @@ class SourceSection:
     dim: int = 512
     real: str | None = None
     faces: str | None = None
+    allow_incomplete: bool = False  # read source.faces without its manifest (an interrupted run), with a warning
     fr_model: str | None = None
     generator: str | None = None
     sampler: dict = field(default_factory=dict)
@@ -47,6 +48,7 @@ class SourceSection:
         check_range("source.count", self.count, 1)
         check_range("source.dim", self.dim, 1)
         check_range("source.id_offset", self.id_offset, 0)
+        check_seed("source.seed", self.seed)
 
 
 @dataclass
@@ -100,7 +102,8 @@ def _embeddings(cfg: Config) -> tuple[np.ndarray, str, np.ndarray | None]:
         from synthface_ray.commands.fr_common import embed_faces
         from synthface_ray.data.identities import class_centers
 
-        emb, labels = embed_faces(embedder, _need(s.faces, "source.faces", s.kind), cfg.storage, 256)
+        emb, labels = embed_faces(embedder, _need(s.faces, "source.faces", s.kind), cfg.storage, 256,
+                                   s.allow_incomplete, "source.allow_incomplete")
         ids, centres = class_centers(emb, labels)
         return centres, "class_center", ids
     from synthface_ray.sampling.exported import load_generator

@@ -55,7 +55,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     start = time.perf_counter()
     manifest, report = import_faces(
         cfg.input.format, src.uri, out.uri, opts, cfg.storage, overwrite=cfg.output.overwrite,
-        idx=cfg.input.idx, before_manifest=lambda: write_resolved_config(out, cfg, "import"),
+        idx=cfg.input.idx, before_manifest=lambda folder: write_resolved_config(folder, cfg, "import"),
         command="import", config=config.to_dict(cfg))
     print(f"imported {manifest['rows']} images with {manifest.get('identities', '?')} identities "
           f"from {src.uri} to {out.uri} in {time.perf_counter() - start:.1f} s")

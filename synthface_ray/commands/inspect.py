@@ -39,7 +39,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     if dry_run:
         print_dry_run("inspect", cfg, [f"read {storage.resolve(cfg.input.path, cfg.storage).uri}"])
         return 0
-    dataset = faces.open_faces(cfg.input.path, cfg.storage)
+    dataset = faces.open_faces(cfg.input.path, cfg.storage, allow_incomplete=True)  # "complete" says which
     table = dataset.to_table(columns=[schema.LABEL, schema.SOURCE])
     sources = pc.value_counts(table.column(schema.SOURCE)).to_pylist()
     summary = {

@@ -64,9 +64,9 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         for table in iter_toyfaces(tf):
             writer.write(table)
             bar.update(table.num_rows)
-    write_resolved_config(out, cfg, "toyfaces")
+    write_resolved_config(writer.folder, cfg, "toyfaces")  # the replacement when overwriting
     if cfg.grid.enabled:
-        with storage.atomic_local_path(out.join("grid.png")) as tmp:
+        with storage.atomic_local_path(writer.folder.join("grid.png")) as tmp:
             grid_image(tf, cfg.grid.identities, cfg.grid.images).save(tmp, format="PNG")
     manifest = writer.close(command="toyfaces", config=config.to_dict(cfg))
     elapsed = time.perf_counter() - start

@@ -33,6 +33,7 @@ class InputSection:
     insightface verification ``.bin`` (its own pairs)."""
 
     path: str = ""
+    allow_incomplete: bool = False  # read a dataset without its manifest (an interrupted run), with a warning
     genuine: int = 3000
     impostor: int = 3000
     seed: int = 0
@@ -69,7 +70,8 @@ def _bin_pairs(embedder, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _faces_pairs(embedder, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    emb, labels = embed_faces(embedder, cfg.input.path, cfg.storage, cfg.model.batch_size)
+    emb, labels = embed_faces(embedder, cfg.input.path, cfg.storage, cfg.model.batch_size,
+                              cfg.input.allow_incomplete)
     pairs, issame = make_pairs(labels, cfg.input.genuine, cfg.input.impostor, cfg.input.seed)
     return cosine_scores(emb, pairs), issame
 

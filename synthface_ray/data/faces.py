@@ -2,14 +2,17 @@
 
 A faces dataset is a directory (or S3 prefix) of ``part-NNNNN.parquet`` shards and a
 ``manifest.json`` listing them. The manifest is written after every shard is complete, so its
-presence is what marks a dataset complete; readers given a directory use it when present. A
+presence is what marks a dataset complete; readers given a directory use it when present and
+refuse a folder of our shards without it (an interrupted run) unless told to read it anyway. A
 single Parquet file, or a directory of Parquet files from another tool, is read as well.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import posixpath
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,25 +43,37 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def prepare_output(loc: Location, overwrite: bool) -> None:
-    """Make ``loc`` ready for a new dataset.
+def prepare_output(loc: Location, overwrite: bool) -> Location:
+    """Make ``loc`` ready for a new dataset; returns the folder to write it in.
 
-    A complete dataset (one with a manifest) is kept unless ``overwrite``; when overwriting, the
-    manifest goes first so the directory never looks complete with mixed shards. Leftover
+    A complete dataset (one with a manifest) is kept unless ``overwrite``. When overwriting, the
+    new dataset is written beside it, in the hidden ``.<name>.replacing``, and swapped in only once
+    complete (:func:`finish`): a run killed on the way leaves the old dataset as it was. Leftover
     ``part-*.parquet`` shards of an interrupted run (no manifest) are removed; other files stay.
+    A complete replacement left by a run killed during its swap is swapped in first.
     """
-    manifest = loc.join(MANIFEST)
-    if storage.exists(manifest):
+    storage.finish_replacement(loc, MANIFEST)
+    if storage.exists(loc.join(MANIFEST)):
         if not overwrite:
             raise OutputExistsError(
                 f"{loc.uri} already holds a complete dataset ({MANIFEST} exists). Choose another "
                 "output path or pass --set output.overwrite=true to replace it."
             )
-        storage.delete_file(manifest)
+        folder = storage.replacement_of(loc)
+        storage.remove_folder(folder)
+        storage.ensure_dir(folder)
+        return folder
     for path in storage.list_files(loc, ".parquet"):
         if SHARD_PATTERN.match(path.rsplit("/", 1)[-1]):
             loc.fs.delete_file(path)
     storage.ensure_dir(loc)
+    return loc
+
+
+def finish(folder: Location, loc: Location) -> None:
+    """Swap the complete dataset written in ``folder`` (see :func:`prepare_output`) into ``loc``."""
+    if folder.path != loc.path:
+        storage.replace_folder(folder, loc, MANIFEST)
 
 
 @dataclass
@@ -66,12 +81,15 @@ class FacesWriter:
     """Write faces tables as fixed-size Parquet shards; :meth:`close` writes the manifest.
 
     Each shard is published atomically; the dataset is complete only once ``close`` returns.
+    Files that belong with the dataset (config, grid) go in :attr:`folder` before ``close``: when
+    overwriting a complete dataset that is its replacement, swapped in by ``close``.
     """
 
     loc: Location
     rows_per_shard: int = 10_000
     overwrite: bool = False
     kind: str = "faces"
+    folder: Location = field(init=False)
     _buffer: list[pa.Table] = field(default_factory=list, init=False, repr=False)
     _buffered: int = field(default=0, init=False)
     _files: list[dict[str, Any]] = field(default_factory=list, init=False)
@@ -80,7 +98,7 @@ class FacesWriter:
     def __post_init__(self) -> None:
         if self.rows_per_shard < 1:
             raise ValueError(f"rows_per_shard must be >= 1, got {self.rows_per_shard}")
-        prepare_output(self.loc, self.overwrite)
+        self.folder = prepare_output(self.loc, self.overwrite)
 
     @property
     def rows(self) -> int:
@@ -102,17 +120,19 @@ class FacesWriter:
         table = pa.concat_tables(self._buffer)
         head, rest = table.slice(0, n), table.slice(n)
         name = shard_name(len(self._files))
-        with storage.atomic_local_path(self.loc.join(name)) as tmp:
+        with storage.atomic_local_path(self.folder.join(name)) as tmp:
             pq.write_table(head, tmp, compression="zstd")
         self._files.append({"path": name, "rows": head.num_rows})
         self._buffer = [rest] if rest.num_rows else []
         self._buffered = rest.num_rows
 
     def close(self, **metadata: Any) -> dict[str, Any]:
-        """Flush the last shard and publish the manifest; returns the manifest."""
+        """Flush the last shard and publish the manifest (and swap a replacement in); returns it."""
         if self._buffered:
             self._flush(self._buffered)
-        return publish_manifest(self.loc, self._files, self._schema, self.kind, **metadata)
+        manifest = publish_manifest(self.folder, self._files, self._schema, self.kind, **metadata)
+        finish(self.folder, self.loc)
+        return manifest
 
 
 def publish_manifest(loc: Location, files: list[dict[str, Any]], table_schema: pa.Schema | None,
@@ -144,37 +164,105 @@ def write_faces(table_or_batches: pa.Table | Sequence[pa.Table] | Iterator[pa.Ta
 
 
 # reading -------------------------------------------------------------------------------------
-def dataset_files(loc: Location) -> list[str]:
-    """Parquet files making up the dataset at ``loc`` (a file, or a directory/prefix)."""
+class IncompleteDatasetError(ValueError):
+    """A dataset written by synthface has no manifest (its run was interrupted or is still
+    running) or lacks files its manifest lists."""
+
+
+def _is_synthface_output(loc: Location, files: list[str]) -> bool:
+    """Shards named ``part-NNNNN.parquet`` or a ``job.json``: a folder our writers made."""
+    names = {posixpath.relpath(f, loc.path) for f in files}
+    return any(SHARD_PATTERN.match(n) for n in names) or storage.exists(loc.join("job.json"))
+
+
+def _planned_rows(loc: Location) -> int | None:
+    """The rows a generation run planned (its ``job.json`` names the plan), when readable."""
+    try:
+        uri = storage.read_json(loc.join("job.json"))["config"]["input"]["plan"]
+        if storage.is_s3(uri) and not loc.is_s3:
+            return None  # no credentials here to read it with
+        plan = storage.resolve(uri)
+        fs = loc.fs if plan.is_s3 else plan.fs
+        with fs.open_input_file(plan.path) as fh:
+            return pq.ParquetFile(fh).metadata.num_rows
+    except Exception:  # noqa: BLE001 -- only an extra figure for the message
+        return None
+
+
+def _rows(loc: Location, files: list[str]) -> int:
+    total = 0
+    for path in files:
+        with loc.fs.open_input_file(path) as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
+
+
+def incomplete_facts(loc: Location, files: list[str]) -> str:
+    """What is there and what is missing, for a dataset of ours without its manifest."""
+    rows, planned = _rows(loc, files), _planned_rows(loc)
+    missing = ("" if planned is None else f" of the {planned} the run planned ({planned - rows} missing)"
+               if planned != rows else " (every planned row: the run stopped before its manifest)")
+    return (f"{loc.uri} is incomplete: it has no {MANIFEST}, which its writer adds last, once every "
+            f"shard is there (the run was interrupted or is still running); {len(files)} shard(s) "
+            f"hold {rows} rows{missing}")
+
+
+def _listed_files(loc: Location) -> list[str]:
+    listed = [loc.join(f["path"]).path for f in storage.read_json(loc.join(MANIFEST)).get("files", [])]
+    present = set(storage.list_files(loc, ".parquet", recursive=True))
+    gone = [posixpath.relpath(p, loc.path) for p in listed if p not in present]
+    if gone:
+        raise IncompleteDatasetError(
+            f"{loc.uri}: {len(gone)} of the {len(listed)} files its {MANIFEST} lists are missing "
+            f"({', '.join(gone[:5])}{', ...' if len(gone) > 5 else ''}); restore them or re-create the dataset")
+    return listed
+
+
+def dataset_files(loc: Location, allow_incomplete: bool = False, key: str = "input.allow_incomplete") -> list[str]:
+    """Parquet files making up the dataset at ``loc`` (a file, or a directory/prefix).
+
+    A directory with a manifest is read as it lists (every listed file must exist). A directory
+    our writers made (``part-NNNNN.parquet`` shards, ``job.json``) without its manifest is an
+    interrupted run: refused with :class:`IncompleteDatasetError` naming what is there and what
+    is missing, unless ``allow_incomplete`` (then a warning with the counts; ``key`` is the
+    setting named in both). Any other directory of Parquet files (another tool's) is read whole.
+    """
     info = loc.fs.get_file_info(loc.path)
     if info.type == storage.pafs.FileType.File:
         return [loc.path]
-    manifest = loc.join(MANIFEST)
-    if storage.exists(manifest):
-        listed = storage.read_json(manifest).get("files", [])
-        return [loc.join(f["path"]).path for f in listed]
+    if storage.exists(loc.join(MANIFEST)):
+        return _listed_files(loc)
     files = storage.list_files(loc, ".parquet", recursive=True)
     if not files:
         raise FileNotFoundError(
             f"no Parquet files at {loc.uri}: expected a .parquet file or a directory holding "
             f"{MANIFEST} and part-*.parquet shards (create one with `synthface toyfaces` or `synthface import`)"
         )
+    if _is_synthface_output(loc, files):
+        facts = incomplete_facts(loc, files)
+        if not allow_incomplete:
+            raise IncompleteDatasetError(f"{facts}. Re-run the command that writes it (it resumes), or "
+                                         f"pass --set {key}=true to read the rows that are there")
+        print(f"WARNING: {facts}; reading them ({key}=true)", file=sys.stderr, flush=True)
     return files
 
 
-def open_faces(uri: str, cfg: StorageConfig | None = None, validate: bool = True) -> pads.Dataset:
-    """A pyarrow dataset over a faces table, schema-checked (see ``schema.validate_faces_schema``)."""
+def open_faces(uri: str, cfg: StorageConfig | None = None, validate: bool = True,
+               allow_incomplete: bool = False, key: str = "input.allow_incomplete") -> pads.Dataset:
+    """A pyarrow dataset over a faces table, schema-checked (see ``schema.validate_faces_schema``);
+    an incomplete dataset is refused unless ``allow_incomplete`` (see :func:`dataset_files`)."""
     loc = storage.resolve(uri, cfg)
-    files = dataset_files(loc)
+    files = dataset_files(loc, allow_incomplete, key)
     dataset = pads.dataset(files, filesystem=loc.fs, format="parquet")
     if validate:
         schema.validate_faces_schema(dataset.schema, loc.uri)
     return dataset
 
 
-def read_faces(uri: str, cfg: StorageConfig | None = None, columns: list[str] | None = None) -> pa.Table:
+def read_faces(uri: str, cfg: StorageConfig | None = None, columns: list[str] | None = None,
+               allow_incomplete: bool = False) -> pa.Table:
     """Read a whole faces table into memory."""
-    return open_faces(uri, cfg).to_table(columns=columns)
+    return open_faces(uri, cfg, allow_incomplete=allow_incomplete).to_table(columns=columns)
 
 
 def read_manifest(uri: str, cfg: StorageConfig | None = None) -> dict[str, Any] | None:

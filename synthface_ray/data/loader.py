@@ -13,9 +13,9 @@ from synthface_ray.storage import StorageConfig
 
 
 def _record_batches(uri: str, cfg: StorageConfig | None, read_rows: int, shuffle: bool,
-                    rng: np.random.Generator) -> Iterator[tuple[Any, int]]:
+                    rng: np.random.Generator, allow_incomplete: bool, key: str) -> Iterator[tuple[Any, int]]:
     """Yield (record batch, its first row's position in the dataset), shards in shuffled order."""
-    dataset = faces.open_faces(uri, cfg)
+    dataset = faces.open_faces(uri, cfg, allow_incomplete=allow_incomplete, key=key)
     fragments = list(dataset.get_fragments())
     starts = np.cumsum([0] + [f.metadata.num_rows for f in fragments[:-1]]).tolist()
     order = rng.permutation(len(fragments)) if shuffle else range(len(fragments))
@@ -31,13 +31,16 @@ def iter_training_batches(uri: str, batch_size: int, resolution: int | None = No
                           cfg: StorageConfig | None = None, strict: bool = False,
                           shuffle: bool = False, shuffle_buffer: int = 4096, seed: int = 0,
                           drop_last: bool = False, report: DecodeReport | None = None,
+                          allow_incomplete: bool = False, key: str = "input.allow_incomplete",
                           ) -> Iterator[dict[str, Any]]:
     """Yield ``{"image": float32 (B,3,H,W) in [-1,1], "label": int64 (B,), "source": int64 (B,)}``
     as torch tensors, streaming shard by shard.
 
     ``shuffle`` permutes shard order and mixes rows through a buffer of ``shuffle_buffer`` rows
     (seeded by ``seed``). Corrupt images are skipped and counted in ``report`` (see
-    :class:`~synthface_ray.data.transforms.DecodeReport`), or raise when ``strict``.
+    :class:`~synthface_ray.data.transforms.DecodeReport`), or raise when ``strict``. An
+    incomplete dataset is refused unless ``allow_incomplete`` (``faces.dataset_files``; ``key``
+    is the setting its message names).
     """
     import torch
 
@@ -48,7 +51,7 @@ def iter_training_batches(uri: str, batch_size: int, resolution: int | None = No
     pending: dict[str, list[np.ndarray]] = {}
     count = 0
     target = max(batch_size, shuffle_buffer if shuffle else batch_size)
-    for record_batch, offset in _record_batches(uri, cfg, min(target, 1024), shuffle, rng):
+    for record_batch, offset in _record_batches(uri, cfg, min(target, 1024), shuffle, rng, allow_incomplete, key):
         decoded = decode_batch(record_batch, resolution, strict=strict, row_offset=offset, report=report)
         for key, value in decoded.items():
             pending.setdefault(key, []).append(value)

@@ -15,13 +15,17 @@ from synthface_ray.data import faces, schema
 from synthface_ray.storage import StorageConfig
 
 
-def read_faces_dataset(uri: str, cfg: StorageConfig | None = None, **read_kwargs: Any):
-    """A ``ray.data.Dataset`` over a faces table (schema-checked first)."""
+def read_faces_dataset(uri: str, cfg: StorageConfig | None = None, allow_incomplete: bool = False,
+                       key: str = "input.allow_incomplete", **read_kwargs: Any):
+    """A ``ray.data.Dataset`` over a faces table (schema-checked first; an incomplete dataset
+    refused unless ``allow_incomplete``, see ``faces.dataset_files``)."""
+    import pyarrow.dataset as pads
     import ray.data
 
     loc = storage.resolve(uri, cfg)
-    files = faces.dataset_files(loc)
-    faces.open_faces(uri, cfg)  # validates the schema with a clear error before Ray starts tasks
+    files = faces.dataset_files(loc, allow_incomplete, key)
+    # the schema, checked with a clear error before Ray starts tasks
+    schema.validate_faces_schema(pads.dataset(files, filesystem=loc.fs, format="parquet").schema, loc.uri)
     return ray.data.read_parquet(files, filesystem=loc.fs, **read_kwargs)
 
 
@@ -31,17 +35,19 @@ def write_faces_dataset(ds, uri: str, cfg: StorageConfig | None = None, *, overw
     loc = storage.resolve(uri, cfg)
     arrow_schema = _arrow_schema(ds)
     schema.validate_faces_schema(arrow_schema, "dataset to write")
-    faces.prepare_output(loc, overwrite)
-    staging = loc.join(f".staging-{uuid.uuid4().hex[:12]}")
+    folder = faces.prepare_output(loc, overwrite)
+    staging = folder.join(f".staging-{uuid.uuid4().hex[:12]}")
     ds.write_parquet(staging.path, filesystem=loc.fs)
     files = []
     for i, src in enumerate(storage.list_files(staging, ".parquet")):
         name = faces.shard_name(i)
-        loc.fs.move(src, loc.join(name).path)
-        rows = _parquet_rows(loc.join(name))
+        loc.fs.move(src, folder.join(name).path)
+        rows = _parquet_rows(folder.join(name))
         files.append({"path": name, "rows": rows})
     _remove_dir(staging)
-    return faces.publish_manifest(loc, files, arrow_schema, **metadata)
+    manifest = faces.publish_manifest(folder, files, arrow_schema, **metadata)
+    faces.finish(folder, loc)
+    return manifest
 
 
 def _arrow_schema(ds):

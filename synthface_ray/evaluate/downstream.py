@@ -26,15 +26,18 @@ class PairProtocol:
 
 
 def embed_set(embedder, path: str, store: StorageConfig | None, batch_size: int = 512,
-              on_batch: Callable[[int], None] | None = None):
+              on_batch: Callable[[int], None] | None = None, allow_incomplete: bool = False,
+              key: str = "input.allow_incomplete"):
     """``(embeddings, labels, decode report)`` of every decodable image of a faces set, resized
     to the backbone's input size (corrupt images skipped and counted in the report);
-    ``on_batch(rows)`` after each batch (e.g. a progress bar)."""
+    ``on_batch(rows)`` after each batch (e.g. a progress bar). An incomplete set is refused
+    unless ``allow_incomplete`` (the setting ``key``)."""
     from synthface_ray.data.loader import iter_training_batches
     from synthface_ray.data.transforms import DecodeReport
 
     report, embs, labels = DecodeReport(), [], []
-    for batch in iter_training_batches(path, batch_size, embedder.config.input_size, cfg=store, report=report):
+    for batch in iter_training_batches(path, batch_size, embedder.config.input_size, cfg=store, report=report,
+                                       allow_incomplete=allow_incomplete, key=key):
         embs.append(embedder(batch["image"], batch_size))
         labels.append(batch["label"].numpy())
         if on_batch is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from synthface_ray.config import ConfigError, check_choice, check_range
+from synthface_ray.config import ConfigError, check_choice, check_file_name, check_range
 from synthface_ray.generate.gate import GateSection
 from synthface_ray.models.device import DEVICE_CHOICES, PRECISION_CHOICES
 from synthface_ray.storage import StorageConfig
@@ -83,7 +83,8 @@ class OutputSection:
     """The dataset goes to ``<path>/<name>`` (local or s3://) as ``part-NNNNN.parquet`` shards
     of ``rows_per_file`` rows, images encoded as ``format`` (png, or jpeg at ``jpeg_quality``).
     Re-running the same name resumes; a name holding a different job is refused unless
-    ``overwrite`` (which deletes it first)."""
+    ``overwrite``, which writes the new dataset beside a complete one and swaps it in once
+    complete (an incomplete run is deleted first)."""
 
     path: str = "runs/generated"
     name: str = "run"
@@ -95,8 +96,7 @@ class OutputSection:
     def __post_init__(self) -> None:
         if not self.path:
             raise ConfigError("output.path is empty: give a local folder or s3://bucket/prefix")
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ConfigError(f"output.name={self.name!r}: give a plain folder name (no '/', not hidden)")
+        check_file_name("output.name", self.name, "the dataset's folder and tags its metrics")
         check_range("output.rows_per_file", self.rows_per_file, 1)
         check_choice("output.format", self.format, ("png", "jpeg"))
         check_range("output.jpeg_quality", self.jpeg_quality, 1, 100)

@@ -20,6 +20,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from synthface_ray import storage
 from synthface_ray.config import ConfigError, to_dict
+from synthface_ray.data.faces import MANIFEST
 from synthface_ray.generate import batch as gb
 from synthface_ray.generate import shards
 from synthface_ray.generate.config import Config
@@ -45,6 +46,11 @@ class Job:
     model_id: str
     resumed: bool = False
     todo: list[int] = field(default_factory=list)
+    dest: Location | None = None  # where the dataset ends up; ``out`` is where it is written:
+    # ``dest`` itself, or while overwriting a complete dataset its replacement (see open_output)
+
+    def __post_init__(self) -> None:
+        self.dest = self.dest or self.out
 
     @property
     def shard_count(self) -> int:
@@ -188,11 +194,21 @@ def prepare(cfg: Config) -> Job:
 
 def open_output(job: Job) -> None:
     """Claim or resume the output folder (``job.json``) and list what is left to do. S3 errors
-    (unreachable endpoint, wrong credentials) surface here, before Ray starts."""
+    (unreachable endpoint, wrong credentials) surface here, before Ray starts.
+
+    ``output.overwrite`` of a complete dataset writes the new one in its hidden replacement
+    folder (resumed there when killed) and swaps it in at the end, so the old one stays whole
+    until the new one exists; a replacement completed by a run killed during its swap is swapped
+    in first."""
     record = {"format": "synthface-generate", "version": 1, "fingerprint": job.fingerprint,
               "content": job.content, "config": to_dict(job.cfg)}
+    overwrite = job.cfg.output.overwrite
     try:
-        job.resumed = shards.check_job(job.out, record, job.cfg.output.overwrite)
+        storage.finish_replacement(job.dest, MANIFEST)
+        if overwrite and storage.exists(job.dest.join(MANIFEST)):
+            job.out = storage.replacement_of(job.dest)
+            overwrite = not shards.same_job(job.out, record)
+        job.resumed = shards.check_job(job.out, record, overwrite)
         done = shards.committed(job.out)
     except OSError as exc:
         if not job.out.is_s3 or isinstance(exc, FileExistsError):

@@ -127,6 +127,12 @@ def read_receipt(loc: Location, shard: int) -> dict[str, Any]:
     return rec
 
 
+def same_job(loc: Location, job: dict[str, Any]) -> bool:
+    """Whether ``loc`` holds a run (``job.json``) of ``job``."""
+    path = loc.join(JOB_FILE)
+    return storage.exists(path) and storage.read_json(path).get("fingerprint") == job["fingerprint"]
+
+
 def check_job(loc: Location, job: dict[str, Any], overwrite: bool) -> bool:
     """Make ``loc`` ready for ``job``; returns True when it resumes an earlier run of it.
 
@@ -160,6 +166,6 @@ def _clear(loc: Location) -> None:
 
 __all__ = [
     "GRID", "JOB_FILE", "JobMismatchError", "RECEIPTS", "SHARD", "assign_shards", "check_job", "commit_shard",
-    "committed", "fingerprint", "folder_fingerprint", "parquet_bytes", "read_receipt", "split_shards",
+    "committed", "fingerprint", "folder_fingerprint", "parquet_bytes", "read_receipt", "same_job", "split_shards",
     "table_fingerprint",
 ]

@@ -59,7 +59,8 @@ def largest_remainder(weights: list[float], total: int) -> list[int]:
 
 def _label_counts(path: str, cfg: TrainFRConfig) -> tuple[np.ndarray, np.ndarray]:
     """(unique labels, rows per label) of a faces dataset, streaming only its label column."""
-    dataset = faces.open_faces(path, cfg.storage)  # SchemaError names missing columns
+    dataset = faces.open_faces(path, cfg.storage, allow_incomplete=cfg.data.allow_incomplete,  # SchemaError names
+                               key="data.allow_incomplete")  # missing columns, IncompleteDatasetError an interrupted run
     parts = [b.column(schema.LABEL).to_numpy(zero_copy_only=False)
              for b in dataset.to_batches(columns=[schema.LABEL])]
     labels = np.concatenate(parts) if parts else np.zeros(0, np.int64)
@@ -102,7 +103,8 @@ def check_data(cfg: TrainFRConfig) -> FRFacts:
     merged = []
     if cfg.data.same_identity.fr_model and len(paths) > 1:
         section = cfg.data.same_identity
-        merged = same_identity.apply(section, same_identity.judge(section, paths, trained, cfg.storage), paths)
+        merged = same_identity.apply(section, same_identity.judge(section, paths, trained, cfg.storage,
+                                                                      cfg.data.allow_incomplete), paths)
     elif len(paths) > 1:
         print(f"note: the {len(paths)} sources' identities are trained as separate classes, unchecked; "
               "set data.same_identity.fr_model to find (and merge) one person in two sources", flush=True)
@@ -179,7 +181,8 @@ def _datasets(cfg: TrainFRConfig, facts: FRFacts) -> dict:
     cache = cfg.data.should_cache(sum(s.rows for s in facts.sources), size)
     out = {}
     for i, src in enumerate(facts.sources):
-        ds = read_faces_dataset(src.path, cfg.storage, num_cpus=job.READ_CPUS)
+        ds = read_faces_dataset(src.path, cfg.storage, cfg.data.allow_incomplete, "data.allow_incomplete",
+                                num_cpus=job.READ_CPUS)
         ds = ds.randomize_block_order(seed=cfg.run.seed + i).map_batches(
             decode_classes, batch_format="pyarrow", num_cpus=job.READ_CPUS,
             fn_kwargs={"resolution": size, "strict": cfg.data.strict, "class_map": src.class_map},
@@ -240,7 +243,7 @@ def heldout_verification(session: FRSession, facts: FRFacts):
 
     cfg, h = session.cfg, session.cfg.holdout
     path = cfg.data.source_list()[h.source].path
-    table = faces.open_faces(path, cfg.storage).to_table(
+    table = faces.open_faces(path, cfg.storage, allow_incomplete=cfg.data.allow_incomplete, key="data.allow_incomplete").to_table(
         filter=pc.field(schema.LABEL).isin(facts.heldout))
     batch = decode_batch(table, cfg.backbone.input_size, strict=False, model_range=False)
     embedder = Embedder(session.trained()[0], cfg.backbone, session.device)

@@ -41,7 +41,8 @@ def check_dataset(cfg: TrainGeneratorConfig) -> DatasetFacts:
     """
     import pyarrow.compute as pc
 
-    dataset = faces.open_faces(cfg.data.path, cfg.storage)  # SchemaError names missing columns
+    dataset = faces.open_faces(cfg.data.path, cfg.storage, allow_incomplete=cfg.data.allow_incomplete,  # SchemaError
+                               key="data.allow_incomplete")  # names missing columns, IncompleteDatasetError an interrupted run
     labels, max_source, rows = [], 0, 0
     for batch in dataset.to_batches(columns=[schema.LABEL, schema.SOURCE]):
         rows += batch.num_rows
@@ -102,7 +103,8 @@ def build_dataset(cfg: TrainGeneratorConfig, rows: int):
     (materialised once when ``data.cache`` says the pixels fit)."""
     from synthface_ray.data.ray_io import read_faces_dataset
 
-    ds = read_faces_dataset(cfg.data.path, cfg.storage, num_cpus=job.READ_CPUS)
+    ds = read_faces_dataset(cfg.data.path, cfg.storage, cfg.data.allow_incomplete, "data.allow_incomplete",
+                            num_cpus=job.READ_CPUS)
     ds = ds.randomize_block_order(seed=cfg.run.seed).map_batches(
         job.decode_rows, batch_format="pyarrow", num_cpus=job.READ_CPUS,
         fn_kwargs={"resolution": cfg.image_resolution(), "strict": cfg.data.strict},

@@ -36,7 +36,8 @@ def _first_rows(labels: np.ndarray, wanted: np.ndarray, taken: dict[int, int], p
     return mask
 
 
-def source_centres(path: str, store, embedder, wanted: np.ndarray, per_identity: int) -> SourceCentres:
+def source_centres(path: str, store, embedder, wanted: np.ndarray, per_identity: int,
+                   allow_incomplete: bool = False) -> SourceCentres:
     """Class centres of the ``wanted`` labels of one faces source from their first
     ``per_identity`` decodable images (corrupt ones skipped)."""
     from synthface_ray.data.identities import class_centers
@@ -44,7 +45,7 @@ def source_centres(path: str, store, embedder, wanted: np.ndarray, per_identity:
 
     taken: dict[int, int] = {}
     embs, labs = [], []
-    for batch in faces.open_faces(path, store).to_batches(columns=[schema.IMAGE, schema.LABEL]):
+    for batch in faces.open_faces(path, store, allow_incomplete=allow_incomplete, key="data.allow_incomplete").to_batches(columns=[schema.IMAGE, schema.LABEL]):
         mask = _first_rows(batch.column(schema.LABEL).to_numpy(zero_copy_only=False), wanted, taken,
                            per_identity)
         if mask.any():
@@ -59,7 +60,8 @@ def source_centres(path: str, store, embedder, wanted: np.ndarray, per_identity:
     return SourceCentres(*class_centers(np.concatenate(embs), np.concatenate(labs)))
 
 
-def judge(section, paths: list[str], train_labels: list[np.ndarray], store) -> list[Match]:
+def judge(section, paths: list[str], train_labels: list[np.ndarray], store,
+          allow_incomplete: bool = False) -> list[Match]:
     """The same-person matches between sources (later source -> earlier one) under the judge."""
     from synthface_ray.models.recognition.embedder import Embedder
 
@@ -70,7 +72,7 @@ def judge(section, paths: list[str], train_labels: list[np.ndarray], store) -> l
         raise ConfigError(f"data.same_identity.fr_model={section.fr_model}: {err}") from None
     print(f"same-identity check: class centres of up to {section.images_per_identity} images per "
           f"identity under {section.fr_model} ...", flush=True)
-    cents = [source_centres(p, store, embedder, labels, section.images_per_identity)
+    cents = [source_centres(p, store, embedder, labels, section.images_per_identity, allow_incomplete)
              for p, labels in zip(paths, train_labels, strict=True)]
     return match_earlier_sources(cents, section.threshold)
 

@@ -12,18 +12,20 @@ import os
 from dataclasses import dataclass
 
 from synthface_ray import storage
-from synthface_ray.config import ConfigError, check_choice, check_range
+from synthface_ray.config import ConfigError, check_choice, check_range, check_seed
 
 
 @dataclass
 class FeedSection:
     """How the Ray Data feed reads a faces dataset. Corrupt images are skipped with a warning
-    unless ``strict``. ``cache``: keep the decoded uint8 pixels in Ray's object store after the
+    unless ``strict``. A dataset without its manifest (an interrupted run) is refused unless
+    ``allow_incomplete`` (then read with a warning naming the rows there). ``cache``: keep the decoded uint8 pixels in Ray's object store after the
     first pass (``auto``: when they take at most ``cache_max_gb``). ``shuffle_buffer``: rows in
     each worker's local shuffle buffer (0 = none)."""
 
     shuffle_buffer: int = 1024
     strict: bool = False
+    allow_incomplete: bool = False
     cache: str = "auto"
     cache_max_gb: float = 2.0
 
@@ -76,6 +78,7 @@ class RunSection:
         check_range("run.report_every", self.report_every, 1)
         check_range("run.checkpoint_every", self.checkpoint_every, 1)
         check_range("run.keep_checkpoints", self.keep_checkpoints, 1)
+        check_seed("run.seed", self.seed)
 
 
 @dataclass

@@ -55,6 +55,24 @@ def test_existing_dataset_is_protected_and_overwrite_replaces(tmp_path):
     assert sorted(os.listdir(out)) == ["manifest.json", "part-00000.parquet"]
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_overwrite_keeps_the_old_dataset_until_the_new_one_is_complete(where, tmp_path, request):
+    """A writer that never reaches close() (a killed run) leaves the old dataset whole; the next
+    overwrite replaces it in one swap and leaves no replacement folder behind."""
+    cfg, root = request.getfixturevalue("s3") if where == "s3" else (None, str(tmp_path))
+    out = f"{root}/ds"
+    faces.write_faces(make_table(6), out, cfg, rows_per_shard=2)
+    killed = faces.FacesWriter(storage.resolve(out, cfg), rows_per_shard=2, overwrite=True)
+    killed.write(make_table(5, start=50))  # shards of the new dataset written, then "kill -9"
+    assert killed.folder.uri.endswith("/.ds.replacing") and storage.list_files(killed.folder, ".parquet")
+    assert faces.read_faces(out, cfg).equals(make_table(6))  # the old dataset, complete
+    assert faces.read_manifest(out, cfg)["rows"] == 6
+    faces.write_faces(make_table(3, start=100), out, cfg, overwrite=True)
+    assert faces.read_faces(out, cfg).equals(make_table(3, start=100))
+    assert [p.rsplit("/", 1)[-1] for p in storage.list_all(storage.resolve(root, cfg))] == \
+        ["manifest.json", "part-00000.parquet"]
+
+
 def test_leftover_shards_of_an_interrupted_run_are_removed(tmp_path):
     out = tmp_path / "ds"
     writer = faces.FacesWriter(storage.resolve(str(out)), rows_per_shard=2)

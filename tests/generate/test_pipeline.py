@@ -117,8 +117,9 @@ def test_actor_killed_mid_run_is_replaced_and_the_run_completes(reference, gen_i
     assert _files(tmp_path / "ref") == _files(reference)
 
 
-def test_driver_killed_with_sigkill_then_rerun_completes(ray_local, reference, gen_inputs, tmp_path):
-    cfg = gen_config(gen_inputs, tmp_path, "ref")
+def _kill_driver_once_shards_exist(ray_local, cfg, tmp_path, folder):
+    """Run ``cfg`` as a `synthface generate` subprocess on the session's Ray; SIGKILL the driver
+    as soon as ``folder`` holds a committed shard. Returns the config file it ran."""
     cfg.grid.enabled = False
     path = tmp_path / "job.yaml"
     path.write_text(config.dump_yaml(cfg))
@@ -127,16 +128,42 @@ def test_driver_killed_with_sigkill_then_rerun_completes(ray_local, reference, g
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if (tmp_path / "ref").exists() and any(p.endswith(".parquet") for p in os.listdir(tmp_path / "ref")):
+        if folder.exists() and any(p.endswith(".parquet") for p in os.listdir(folder)):
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the driver finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    return path
+
+
+def test_driver_killed_with_sigkill_then_rerun_completes(ray_local, reference, gen_inputs, tmp_path):
+    cfg = gen_config(gen_inputs, tmp_path, "ref")
+    path = _kill_driver_once_shards_exist(ray_local, cfg, tmp_path, tmp_path / "ref")
     assert not (tmp_path / "ref" / "manifest.json").exists()
     assert generate.run(config.load(type(cfg), str(path))) == 0
     _check_dataset(str(tmp_path / "ref"), gen_inputs["plan"])
     assert _files(tmp_path / "ref") == _files(reference)
+
+
+def test_driver_killed_while_overwriting_leaves_the_old_dataset_whole(ray_local, reference, gen_inputs, tmp_path,
+                                                                      capsys):
+    """output.overwrite=true on a complete dataset, the driver SIGKILLed once new shards exist:
+    the old dataset is still complete and byte-identical; the re-run resumes the replacement and
+    swaps it in, leaving no replacement folder."""
+    import shutil
+
+    shutil.copytree(reference, tmp_path / "ref")
+    cfg = gen_config(gen_inputs, tmp_path, "ref", **{"output.overwrite": True})
+    new = tmp_path / ".ref.replacing"
+    path = _kill_driver_once_shards_exist(ray_local, cfg, tmp_path, new)
+    _check_dataset(str(tmp_path / "ref"), gen_inputs["plan"])  # the old dataset, complete
+    assert _files(tmp_path / "ref") == _files(reference)
+    assert generate.run(config.load(type(cfg), str(path))) == 0
+    assert "resuming" in capsys.readouterr().out
+    _check_dataset(str(tmp_path / "ref"), gen_inputs["plan"])
+    assert _files(tmp_path / "ref") == _files(reference) and not new.exists()
+    assert (tmp_path / "ref" / "config.yaml").exists()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Importers and exporters between faces tables and other on-disk layouts.
 
 ``IMPORTERS[name](src, opts, storage_cfg, report, idx=...)`` yields faces tables;
-``EXPORTERS[name](src, dst, storage_cfg, overwrite=, verify=, strict=)`` returns
+``EXPORTERS[name](src, dst, storage_cfg, overwrite=, verify=, strict=, allow_incomplete=)`` returns
 ``(summary, report)``. :func:`import_faces` drives an importer into a faces dataset.
 """
 
@@ -29,12 +29,13 @@ EXPORTERS: dict[str, Callable[..., Any]] = {
 
 def import_faces(fmt: str, src: str, dst: str, opts: ImportOptions, cfg: StorageConfig | None = None, *,
                  overwrite: bool = False, idx: str | None = None,
-                 before_manifest: Callable[[], None] | None = None,
+                 before_manifest: Callable[[storage.Location], None] | None = None,
                  **metadata: Any) -> tuple[dict[str, Any], DecodeReport]:
     """Import ``src`` in format ``fmt`` into a faces dataset at ``dst``; returns (manifest, report).
 
-    ``before_manifest`` runs after the last shard and before the manifest that marks the dataset
-    complete (the CLI writes the resolved config there).
+    ``before_manifest(folder)`` runs after the last shard and before the manifest that marks the
+    dataset complete (the CLI writes the resolved config in ``folder``: ``dst`` itself, or its
+    replacement when overwriting a complete dataset, swapped in with the manifest).
     """
     if fmt not in IMPORTERS:
         raise ValueError(f"unknown import format {fmt!r}: choose one of {sorted(IMPORTERS)}")
@@ -47,7 +48,7 @@ def import_faces(fmt: str, src: str, dst: str, opts: ImportOptions, cfg: Storage
     if writer.rows == 0:
         raise ValueError(f"no decodable images in {src}: {report.summary()}")
     if before_manifest is not None:
-        before_manifest()
+        before_manifest(writer.folder)
     manifest = writer.close(importer=fmt, source_uri=storage.resolve(src, cfg).uri,
                             identities=len(labels), skipped=report.skipped, **metadata)
     return manifest, report

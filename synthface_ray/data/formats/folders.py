@@ -89,14 +89,17 @@ def iter_folders_tables(src: str, opts: ImportOptions, cfg: StorageConfig | None
 
 
 def export_folders(src: str, dst: str, cfg: StorageConfig | None = None, *, overwrite: bool = False,
-                   verify: bool = True, strict: bool = False) -> tuple[str, DecodeReport]:
-    """Write a faces dataset as ``dst/<label:06d>/<row>.<png|jpg>``; returns the decode report."""
+                   verify: bool = True, strict: bool = False,
+                   allow_incomplete: bool = False) -> tuple[str, DecodeReport]:
+    """Write a faces dataset as ``dst/<label:06d>/<row>.<png|jpg>``; returns the decode report.
+    An incomplete ``src`` is refused, before anything is written, unless ``allow_incomplete``."""
+    dataset = faces.open_faces(src, cfg, allow_incomplete=allow_incomplete)
     out = storage.resolve(dst, cfg)
     if storage.exists(out) and storage.list_files(out, recursive=True) and not overwrite:
         raise faces.OutputExistsError(f"{out.uri} is not empty; choose another path or set output.overwrite=true")
     storage.atomic_write_text(out.join(INCOMPLETE), "export in progress\n")
     report, written = DecodeReport(), 0
-    for row, data, label in verified_rows(faces.open_faces(src, cfg), verify, strict, report):
+    for row, data, label in verified_rows(dataset, verify, strict, report):
         storage.atomic_write_bytes(out.join(label_folder(label), f"{row:08d}{image_suffix(data)}"), data)
         written += 1
     storage.delete_file(out.join(INCOMPLETE))

@@ -69,16 +69,18 @@ def _labels_grouped(dataset) -> bool:
 
 
 def export_recordio(src: str, dst: str, cfg: StorageConfig | None = None, *, overwrite: bool = False,
-                    verify: bool = True, strict: bool = False) -> tuple[str, DecodeReport]:
+                    verify: bool = True, strict: bool = False,
+                    allow_incomplete: bool = False) -> tuple[str, DecodeReport]:
     """Write ``dst/train.rec``, ``train.idx`` and ``property`` with true labels in every header.
 
     Labels already grouped (as every table this project writes) stream through with one identity
-    in memory; otherwise the images are gathered and sorted by label first.
+    in memory; otherwise the images are gathered and sorted by label first. An incomplete ``src``
+    is refused, before anything is written, unless ``allow_incomplete``.
     """
     out = storage.resolve(dst, cfg)
     if storage.exists(out.join(IDX)) and not overwrite:
         raise faces.OutputExistsError(f"{out.join(IDX).uri} exists; choose another path or set output.overwrite=true")
-    dataset = faces.open_faces(src, cfg)
+    dataset = faces.open_faces(src, cfg, allow_incomplete=allow_incomplete)
     report, grouped = DecodeReport(), _labels_grouped(dataset)
     storage.delete_file(out.join(IDX))  # the index is published last: without it the pair is incomplete
     # contexts exit innermost first: the .rec is published before the .idx that completes the pair
