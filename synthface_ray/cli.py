@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from synthface_ray import config
+from synthface_ray import config, errors
 
 #: command name -> module defining Config, run(cfg, dry_run), HELP, EXAMPLES, SHORTCUTS
 COMMANDS = {
@@ -34,9 +34,8 @@ COMMANDS = {
     "submit": "synthface_ray.commands.submit",
 }
 
-#: errors a user can fix from the message alone: printed without a traceback, exit code 2
-USER_ERRORS: tuple[type[BaseException], ...] = (config.ConfigError, FileNotFoundError, FileExistsError,
-                                                 ValueError, OSError)  # OSError: Permission/ConnectionError too
+#: errors a user can fix from the message alone: one line (errors.user_message), exit code 2
+USER_ERRORS = errors.USER_ERRORS
 
 
 def _module(name: str) -> ModuleType:
@@ -81,16 +80,17 @@ def _overrides(args: argparse.Namespace, mod: ModuleType) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,  # force: bound to this
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)  # call's stderr
     mod = _module(args.command)
     try:
         cfg = config.load(mod.Config, args.config, _overrides(args, mod))
         return int(mod.run(cfg, dry_run=args.dry_run) or 0)
-    except USER_ERRORS as exc:
-        if args.verbose:
+    except Exception as exc:
+        message = errors.user_message(exc)
+        if message is None or args.verbose:
             raise
-        print(f"synthface {args.command}: error: {exc}\n(run `synthface -v {args.command} ...` for the traceback)",
+        print(f"synthface {args.command}: error: {message}\n(run `synthface -v {args.command} ...` for the traceback)",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:

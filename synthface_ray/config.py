@@ -18,6 +18,10 @@ import yaml
 T = TypeVar("T")
 
 SECRET = "<redacted>"
+#: words that mark the last part of a dotted key as a credential (storage.secret_access_key,
+#: storage.session_token, storage.access_key_id, a password, an API token, ...)
+SECRET_WORDS = ("secret", "password", "passwd", "token", "credential", "credentials")
+SECRET_PARTS = ("access_key", "api_key", "private_key")
 
 
 class ConfigError(ValueError):
@@ -40,9 +44,100 @@ def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed: choose one of {choices}")
 
 
+#: largest seed: seeds end up in int64 columns and 64-bit RNG states (torch refuses bigger ones)
+MAX_SEED = 2**63 - 1
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+.")
+
+
+def check_seed(key: str, value: int) -> None:
+    """Raise :class:`ConfigError` unless ``0 <= value <= MAX_SEED``."""
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{key}={value} is not a usable seed: seeds are 64-bit, give one in [0, {MAX_SEED}]")
+
+
+def check_file_name(key: str, name: str, names: str = "a folder") -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a safe file name: ASCII letters, digits and
+    ``_-+.``, not starting with ``.`` (names also become metric tags and table keys)."""
+    if not name or not set(name) <= _NAME_CHARS or name.startswith("."):
+        bad = sorted(set(name) - _NAME_CHARS)
+        what = f" ({', '.join(map(repr, bad))} not allowed)" if bad else ""
+        raise ConfigError(f"{key}={name!r}{what}: give a name of ASCII letters, digits and _-+. "
+                          f"(not starting with '.'; it names {names}), e.g. run-2")
+
+
 def secret_field(default: Any = None) -> Any:
     """A field whose value is never printed nor written into a resolved config."""
     return dataclasses.field(default=default, repr=False, metadata={"secret": True})
+
+
+# secrets in dotted keys (``--set`` overrides, job files' ``set`` lists) -------------------------
+def is_secret_key(key: str) -> bool:
+    """Whether a dotted key names a credential, by its last part: one of :data:`SECRET_WORDS`
+    as a ``_``-separated word (``session_token``, not ``context_tokens``) or one of
+    :data:`SECRET_PARTS` anywhere in it (``access_key_id``)."""
+    last = str(key).strip().rsplit(".", 1)[-1].lower()
+    return any(w in last.split("_") for w in SECRET_WORDS) or any(p in last for p in SECRET_PARTS)
+
+
+def redact_override(text: str) -> str:
+    """``a.b=value`` as it may be shown: the value replaced by ``<redacted>`` when the key names
+    a credential (:func:`is_secret_key`); anything else unchanged."""
+    key, sep, _ = str(text).partition("=")
+    return f"{key}={SECRET}" if sep and is_secret_key(key) else text
+
+
+def secret_overrides(overrides: Iterable[str]) -> list[str]:
+    """The keys of the ``a.b=value`` overrides that name credentials, in order."""
+    return [t.partition("=")[0].strip() for t in overrides if "=" in t and is_secret_key(t.partition("=")[0])]
+
+
+def find_secrets(obj: Any, prefix: str = "") -> list[str]:
+    """Where a config holds a credential: the dotted path of every secret field that is set,
+    every ``a.b=value`` string (a ``--set`` list, e.g. a pipeline step's ``set``) and every
+    dotted-key mapping entry (e.g. ``downstream.set``) whose key names one."""
+    if dataclasses.is_dataclass(obj):
+        found = []
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.metadata.get("secret"):
+                found += [prefix + f.name] if value is not None else []
+            else:
+                found += find_secrets(value, f"{prefix}{f.name}.")
+        return found
+    where = prefix.rstrip(".")
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in find_secrets(v, f"{where}[{i}].")]
+    if isinstance(obj, Mapping):
+        found = []
+        for k, v in obj.items():
+            if is_secret_key(str(k)) and v is not None:
+                found.append(f"{prefix}{k}")
+            else:
+                found += find_secrets(v, f"{prefix}{k}.")
+        return found
+    if isinstance(obj, str) and "=" in obj and is_secret_key(obj.partition("=")[0]):
+        return [f"{where} ({obj.partition('=')[0].strip()})"]
+    return []
+
+
+def secret_values(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of every secret field of a config that is set: what :func:`to_dict`
+    hides, to put back with :func:`apply_dotted` where the config is rebuilt from it."""
+    if not dataclasses.is_dataclass(obj):
+        return {}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("secret"):
+            out.update({prefix + f.name: value} if value is not None else {})
+        else:
+            out.update(secret_values(value, f"{prefix}{f.name}."))
+    return out
+
+
+def _shown(key: str, value: Any) -> str:
+    """``repr(value)`` for an error message, or ``<redacted>`` if ``key`` names a credential."""
+    return SECRET if is_secret_key(key) else repr(value)
 
 
 # building dataclasses from plain data ---------------------------------------------------------
@@ -63,6 +158,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") ->
             f"allowed keys: {sorted(prefix + k for k in fields)}"
         )
     for name, value in data.items():
+        _refuse_redacted(fields[name], value, prefix + name)
         default = _field_default(fields[name])
         if isinstance(value, Mapping) and dataclasses.is_dataclass(default):
             # a section given in part keeps its parent's defaults for the rest (e.g. a command's
@@ -73,6 +169,16 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") ->
         return cls(**kwargs)
     except TypeError as exc:  # pragma: no cover - defensive: dataclass signature mismatch
         raise ConfigError(f"{prefix or cls.__name__}: {exc}") from exc
+
+
+def _refuse_redacted(f: dataclasses.Field, value: Any, key: str) -> None:
+    """A secret read back as ``<redacted>`` (a saved config.yaml / job.json) is not a credential."""
+    if f.metadata.get("secret") and value == SECRET:
+        raise ConfigError(
+            f"{key} is {SECRET}: this config was saved with its secrets hidden. Delete the key and "
+            f"give the credential another way (for storage.*: the AWS_ACCESS_KEY_ID / "
+            f"AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN environment variables, storage.profile or "
+            f"the machine's role), or set it again with --set {key}=...")
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -98,7 +204,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if isinstance(value, hint):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key} must be a mapping of keys to values, got {value!r}")
+            raise ConfigError(f"{key} must be a mapping of keys to values, got {_shown(key, value)}")
         return from_dict(hint, value, key + ".")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -109,19 +215,19 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
                 return _coerce(arg, value, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}={value!r}: {'; '.join(errors)}")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}={_shown(key, value)}: {'; '.join(errors)}")
     if origin is typing.Literal:
         check_choice(key, value, args)
         return value
     if origin in (list, tuple, Sequence):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {_shown(key, value)}")
         item = args[0] if args else Any
         out = [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{key} must be a mapping, got {_shown(key, value)}")
         return dict(value)
     return _coerce_scalar(hint, value, key)
 
@@ -132,11 +238,11 @@ def _coerce_scalar(hint: Any, value: Any, key: str) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is bool and not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(f"{key} must be true or false, got {_shown(key, value)}")
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
+        raise ConfigError(f"{key} must be an integer, got {_shown(key, value)}")
     if hint in (float, str) and not isinstance(value, hint):
-        raise ConfigError(f"{key} must be a {hint.__name__}, got {value!r}")
+        raise ConfigError(f"{key} must be a {hint.__name__}, got {_shown(key, value)}")
     return value
 
 

@@ -101,3 +101,55 @@ def test_partial_section_keeps_the_parents_defaults():
     cfg = config.load(Outer, None, ["inner.rate=0.25"])
     assert cfg.inner.n == 5 and cfg.inner.rate == 0.25
     assert config.load(Outer).inner.n == 5
+
+
+@pytest.mark.parametrize("key, secret", [
+    ("storage.secret_access_key", True), ("storage.access_key_id", True), ("storage.session_token", True),
+    ("db.password", True), ("auth.token", True), ("x.credentials", True), ("svc.api_key", True),
+    ("Storage.Secret_Access_Key", True),
+    ("model.context_tokens", False), ("storage.endpoint_url", False), ("output.name", False),
+    ("secret.name", False),  # only the last part counts
+])
+def test_secret_keys_are_named_by_their_last_part(key, secret):
+    assert config.is_secret_key(key) is secret
+
+
+def test_every_secret_field_has_a_secret_key_name():
+    """The fields hidden from resolved configs are the ones the key test recognises, so an
+    override of any of them is redacted and refused where it would be shown."""
+    import dataclasses
+
+    from synthface_ray.storage import StorageConfig
+
+    hidden = [f.name for f in dataclasses.fields(StorageConfig) if f.metadata.get("secret")]
+    assert hidden == ["access_key_id", "secret_access_key", "session_token"]
+    assert all(config.is_secret_key(f"storage.{name}") for name in hidden)
+
+
+def test_overrides_are_shown_with_their_secrets_redacted():
+    assert config.redact_override("storage.secret_access_key=wJalr/K7MDENG") == "storage.secret_access_key=<redacted>"
+    assert config.redact_override("storage.session_token=a=b") == "storage.session_token=<redacted>"
+    assert config.redact_override("output.name=token-run") == "output.name=token-run"
+    assert config.redact_override("novalue") == "novalue"
+    sets = ["pool.actors=2", "storage.access_key_id=AKIA1", "storage.secret_access_key=s"]
+    assert config.secret_overrides(sets) == ["storage.access_key_id", "storage.secret_access_key"]
+
+
+@pytest.mark.parametrize("override", ["inner.token=12345678", "inner.token=[hunter2]", "inner.token={a: hunter2}"])
+def test_a_secret_of_the_wrong_type_is_refused_without_showing_it(override):
+    with pytest.raises(ConfigError) as err:
+        config.load(Root, None, [override])
+    assert "inner.token must be a str" in str(err.value) and "<redacted>" in str(err.value)
+    assert "12345678" not in str(err.value) and "hunter2" not in str(err.value)
+
+
+def test_a_redacted_secret_read_back_is_refused(tmp_path):
+    """config.yaml keeps `<redacted>` where a secret was: re-running it must not send that
+    string as a credential."""
+    saved = tmp_path / "config.yaml"
+    saved.write_text(config.dump_yaml(config.load(Root, None, ["inner.token=s3cr3t"])))
+    assert "s3cr3t" not in saved.read_text() and "token: <redacted>" in saved.read_text()
+    with pytest.raises(ConfigError, match=r"inner.token is <redacted>: this config was saved with its "
+                                          r"secrets hidden\. Delete the key"):
+        config.load(Root, str(saved))
+    assert config.load(Root, str(saved), ["inner.token=again"]).inner.token == "again"

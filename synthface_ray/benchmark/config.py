@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from synthface_ray.config import ConfigError, check_range
+from synthface_ray.config import ConfigError, check_file_name, check_range, check_seed
 from synthface_ray.storage import StorageConfig
 
 RANDOM_INIT = "random_init"  # the built-in arm: the backbone as initialised, not trained
@@ -27,14 +27,11 @@ def check_train_keys(where: str, keys) -> None:
             raise ConfigError(f"{where} {key!r}: the benchmark sets it for every trial (sources -> "
                               "arms[].sources, seed -> seeds, the test sets replace holdout, runs go under "
                               "output.path); remove it")
-_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+.")
 
 
 def check_name(key: str, name: str) -> None:
     """Arm and test-set names become folder names and table keys: a short safe alphabet."""
-    if not name or not set(name) <= _NAME_CHARS or name.startswith("."):
-        raise ConfigError(f"{key}={name!r}: give a name of letters, digits and _-+. (it names "
-                          "folders and table rows), e.g. real+synthetic")
+    check_file_name(key, name, "folders and table rows")
 
 
 @dataclass
@@ -202,6 +199,8 @@ class Config:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"seeds={self.seeds}: give distinct seeds >= 0 (3 or more to get a "
                               "95% interval worth reading)")
+        for seed in self.seeds:
+            check_seed("seeds[]", seed)
         for arm in self.arms:
             self._check_match(arm)
         if self.reference is not None and self.reference not in self.arm_names:

@@ -18,6 +18,7 @@ from typing import Any
 from synthface_ray import config, storage
 from synthface_ray.benchmark.config import RANDOM_INIT
 from synthface_ray.benchmark.trial import TrialSpec, read_result, run_trial
+from synthface_ray.ops.local_ray import init_ray
 
 REPORT, CONFIG = "report.md", "config.yaml"
 
@@ -51,7 +52,6 @@ def pending(spec: TrialSpec) -> list[dict[str, Any]]:
 
 def run_trials(spec: TrialSpec, todo: list[dict[str, Any]]) -> list[str]:
     """Run ``todo`` on Ray Tune; returns one line per failed trial."""
-    import ray
     from ray import tune
 
     if not todo:
@@ -59,8 +59,7 @@ def run_trials(spec: TrialSpec, todo: list[dict[str, Any]]) -> list[str]:
     exp = spec.location().join("tune")
     if storage.exists(exp):
         exp.fs.delete_dir_contents(exp.path)
-    if not ray.is_initialized():
-        ray.init()
+    init_ray()  # a cluster if there is one, else a local Ray on loopback
     parent = exp.path.rsplit("/", 1)[0]
     tuner = tune.Tuner(
         trainable(spec), param_space={"trial": tune.grid_search(todo)},

@@ -42,13 +42,23 @@ class FileOutput:
         return loc
 
 
-def read_parquet(loc: Location):
-    """One Parquet file (local or s3://) as a ``pyarrow.Table``."""
+def read_parquet(loc: Location, key: str = "", made_by: str = ""):
+    """One Parquet file (local or s3://) as a ``pyarrow.Table``. A file that is not Parquet raises
+    ``ValueError`` naming it (``key``: the setting that gave it; ``made_by``: the command that
+    writes such a table)."""
     import io
 
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(storage.read_bytes(loc)))
+    data = storage.read_bytes(loc)
+    try:
+        return pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        where = f"{key}: " if key else ""
+        fix = f"give the table `synthface {made_by}` writes" if made_by else "give a Parquet table"
+        detail = str(exc).replace(" '<Buffer>'", "")
+        raise ValueError(f"{where}{loc.uri} is not a Parquet file ({detail}); {fix}") from None
 
 
 def write_parquet(table, loc: Location) -> None:

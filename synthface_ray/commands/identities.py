@@ -20,6 +20,8 @@ EXAMPLES = """\
 SHORTCUTS = {"--out": "output.path", "--kind": "source.kind"}
 
 KINDS = ("random", "pca_gaussian", "class_centers", "uncond_fr")
+#: measured peak memory per embedding value while drawing (float64 draws normalised to float32)
+VALUE_BYTES = 20
 
 
 @dataclass
@@ -86,14 +88,25 @@ def _make(cfg: Config) -> tuple[np.ndarray, np.ndarray, str]:
     return (cfg.source.id_offset + np.arange(len(emb)) if ids is None else ids), emb, origin
 
 
+def _check_fits(count: int, dim: int) -> None:
+    """Refuse ``count`` embeddings of ``dim`` values that cannot be held in memory here."""
+    from synthface_ray.limits import check_count
+
+    check_count(f"source.count={count} identities x {dim} dimensions", count * dim, "values", VALUE_BYTES,
+                "lower source.count (for more identities, make several tables with different "
+                "source.seed and source.id_offset)")
+
+
 def _embeddings(cfg: Config) -> tuple[np.ndarray, str, np.ndarray | None]:
     from synthface_ray.mining import sources
 
     s = cfg.source
     if s.kind == "random":
+        _check_fits(s.count, s.dim)
         return sources.random_unit(s.count, s.dim, s.seed), "random", None
     if s.kind == "pca_gaussian":
         _, real = read_identities(_need(s.real, "source.real (an identities table)", s.kind), cfg.storage)
+        _check_fits(s.count, real.shape[1])
         return sources.pca_gaussian(real, s.count, s.seed, s.components), "pca_gaussian", None
     from synthface_ray.commands.fr_common import ModelSection
 

@@ -102,7 +102,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     if dry_run:
         print(f"# dry run of `synthface pipeline`: {len(loaded)} steps under {p.root}; nothing is written")
         for step, _ in loaded:
-            sets = " ".join(f"--set {s}" for s in step.set)
+            sets = " ".join(f"--set {config.redact_override(s)}" for s in step.set)
             print(f"synthface {step.command}" + (f" --config {step.config}" if step.config else "")
                   + (f" {sets}" if sets else "") + (f"   # done when {step.done} exists" if step.done else ""))
         return 0

@@ -8,7 +8,7 @@ import numpy as np
 
 from synthface_ray import storage
 from synthface_ray.commands.common import FileOutput, print_dry_run, read_parquet, write_parquet
-from synthface_ray.config import ConfigError, check_range
+from synthface_ray.config import ConfigError, check_range, check_seed
 from synthface_ray.storage import StorageConfig
 
 HELP = "build the generation plan (row_id, identity, mix, negative, per-row seed) -> plan.parquet"
@@ -39,6 +39,7 @@ class PlanSection:
     def __post_init__(self) -> None:
         check_range("plan.images_per_identity", self.images_per_identity, 0)
         check_range("plan.images_per_mix", self.images_per_mix, 0)
+        check_seed("plan.seed", self.seed)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Config:
 
 
 def _read_table(loc):
-    return read_parquet(loc) if storage.exists(loc) else None
+    return read_parquet(loc, "input.mining", "mine") if storage.exists(loc) else None
 
 
 def _mining(cfg: Config, ids: np.ndarray) -> tuple[dict[int, int], list]:
@@ -82,7 +83,7 @@ def _mining(cfg: Config, ids: np.ndarray) -> tuple[dict[int, int], list]:
 
 def run(cfg: Config, dry_run: bool = False) -> int:
     from synthface_ray.data.identities import read_identities
-    from synthface_ray.mining.plan import plan_rows
+    from synthface_ray.mining.plan import check_plan_size, plan_rows
 
     if not cfg.input.identities:
         raise ConfigError("input.identities is required (--identities)")
@@ -93,6 +94,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         return 0
     ids, _ = read_identities(cfg.input.identities, cfg.storage)
     negative_of, mixes = _mining(cfg, ids)
+    check_plan_size(len(ids), cfg.plan.images_per_identity, len(mixes), cfg.plan.images_per_mix)
     table = plan_rows(ids, cfg.plan.images_per_identity, negative_of, mixes,
                       cfg.plan.images_per_mix, cfg.plan.seed)
     write_parquet(table, out)

@@ -26,14 +26,16 @@ POSITIONAL = "submit.job"
 @dataclass
 class SubmitSection:
     """``job``: the job file (line 1 names its command); ``job_sets``: ``--set`` overrides passed
-    to the job; ``command``: if set, the job file must be of this command; ``address``: the
-    dashboard URL (``ray dashboard CLUSTER.yaml`` forwards it to 127.0.0.1:8265); ``working_dir``:
-    uploaded as the runtime_env working_dir (it must contain the job file); ``pip``: packages the
-    job's runtime_env installs (the cluster image already has the project); ``env_vars``: plain
-    settings for the job (never credentials); ``excludes``: not uploaded; ``id_prefix``: of the
-    stable submission id; ``entrypoint_num_cpus``/``entrypoint_num_gpus``: resources reserved
-    for the job's driver; ``follow``: stream the logs and wait for the end (exit 0 only if it
-    succeeded); ``timeout_s``: give up following after this long (0 = no limit; the job goes on)."""
+    to the job (credentials refused: the entrypoint is shown in job listings); ``command``: if
+    set, the job file must be of this command; ``address``: the dashboard URL (``ray dashboard
+    CLUSTER.yaml`` forwards it to 127.0.0.1:8265); ``working_dir``: uploaded as the runtime_env
+    working_dir (it must contain the job file); ``pip``: packages the job's runtime_env installs
+    (the cluster image already has the project); ``env_vars``: plain settings for the job (never
+    credentials: ``ray job list`` and the dashboard show them); ``excludes``: not uploaded;
+    ``id_prefix``: of the stable submission id; ``entrypoint_num_cpus``/``entrypoint_num_gpus``:
+    resources reserved for the job's driver; ``follow``: stream the logs and wait for the end
+    (exit 0 only if it succeeded); ``timeout_s``: give up following after this long (0 = no
+    limit; the job goes on)."""
 
     job: str = ""
     job_sets: list[str] = field(default_factory=list)
@@ -145,7 +147,9 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         raise config.ConfigError("give the job file: synthface submit jobs/JOB.yaml --address URL")
     address = sub.check_address(s.address)
     s.address = address
+    sub.refuse_secret_sets(s.job_sets)  # before loading: a load error may quote a value
     job = load_job(s.job, s.job_sets, s.command)
+    sub.refuse_secret_job(job)
     env = sub.runtime_env(s.working_dir, s.pip, s.env_vars, s.excludes)
     entry = sub.entrypoint(job, Path(env["working_dir"]))
     base = sub.stable_id(job, s.id_prefix)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from synthface_ray.commands.common import (
 )
 from synthface_ray.data.faces import FacesWriter
 from synthface_ray.data.toyfaces import ToyFacesConfig, grid_image, iter_toyfaces
+from synthface_ray.limits import check_disk
 from synthface_ray.storage import StorageConfig
 
 HELP = "render the embedded ToyFaces dataset (faces table + grid.png)"
@@ -59,9 +61,13 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         ])
         return 0
     start = time.perf_counter()
+    tables = iter_toyfaces(tf)
+    first = next(tables)  # its size per row is the estimate of what the whole set needs on disk
+    check_disk("toyfaces.identities x toyfaces.images_per_identity", out, total, first.nbytes / first.num_rows,
+               "lower them, or write to a disk with more space (--out)")
     writer = FacesWriter(out, cfg.output.rows_per_shard, cfg.output.overwrite)
     with progress(total, "toyfaces") as bar:
-        for table in iter_toyfaces(tf):
+        for table in itertools.chain([first], tables):
             writer.write(table)
             bar.update(table.num_rows)
     write_resolved_config(writer.folder, cfg, "toyfaces")  # the replacement when overwriting

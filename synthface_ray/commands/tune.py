@@ -13,6 +13,7 @@ from typing import Any
 from synthface_ray import config, storage
 from synthface_ray.commands.common import print_dry_run
 from synthface_ray.config import ConfigError
+from synthface_ray.ops.local_ray import init_ray
 from synthface_ray.tune.config import Config
 
 HELP = "Ray Tune sweep of sampler/plan knobs (ASHA, Optuna) -> results, plots, best job YAML"
@@ -208,10 +209,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         return 0
     for line in notes:
         print(line)
-    import ray
-
-    if not ray.is_initialized():
-        ray.init()
+    init_ray()  # a cluster if there is one, else a local Ray on loopback
     exp, restore = open_sweep(cfg, job)
     print(("restoring" if restore else "starting") + f" sweep {exp.uri}: rungs of {rungs} identities, "
           f"{cfg.search.samples * spaces.grid_size(dims)} trials, {cfg.resources.cpus:g} CPU / "

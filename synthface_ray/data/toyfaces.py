@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw, ImageFilter
 
-from synthface_ray.config import check_range
+from synthface_ray.config import check_range, check_seed
 from synthface_ray.data import schema
 from synthface_ray.data.transforms import encode_png
 
@@ -89,7 +89,7 @@ class ToyFacesConfig:
     source: int = 0
 
     def __post_init__(self) -> None:
-        check_range("toyfaces.seed", self.seed, 0)
+        check_seed("toyfaces.seed", self.seed)
         check_range("toyfaces.first_identity", self.first_identity, 0)
         check_range("toyfaces.identities", self.identities, 1)
         check_range("toyfaces.images_per_identity", self.images_per_identity, 1)

@@ -71,7 +71,7 @@ def read_plan(cfg: Config) -> pa.Table:
     loc = storage.resolve(cfg.input.plan, cfg.storage)
     if not storage.exists(loc):
         raise FileNotFoundError(f"input.plan: {loc.uri} does not exist (make one with `synthface plan`)")
-    table = read_parquet(loc)
+    table = read_parquet(loc, "input.plan", "plan")
     missing = [c for c in PLAN_TYPES if c not in table.column_names]
     if missing:
         raise ValueError(f"input.plan {loc.uri} lacks column(s) {missing}; a plan has "
@@ -322,8 +322,9 @@ def execute(job: Job) -> tuple[list[dict[str, Any]], bool]:
     generator pool ran on GPUs."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init()
+    from synthface_ray.ops.local_ray import init_ray
+
+    init_ray()  # a cluster if there is one, else a local Ray on loopback (docs/RELIABILITY.md)
     cluster = ray.cluster_resources()
     use_gpu = resolve_use_gpu(job.cfg, cluster)
     check_resources(job.cfg, use_gpu, cluster, len([n for n in ray.nodes() if n.get("Alive")]) == 1)

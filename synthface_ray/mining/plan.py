@@ -14,6 +14,21 @@ import pyarrow as pa
 ROW_ID, IDENTITY_ID, MIX_IDS, MIX_WEIGHTS, NEGATIVE_ID, SEED = (
     "row_id", "identity_id", "mix_ids", "mix_weights", "negative_id", "seed")
 _MASK63 = np.uint64(2**63 - 1)
+#: a plan's list columns (mix_ids, mix_weights) use 32-bit offsets
+MAX_ROWS = 2**31 - 1
+#: measured peak memory of :func:`plan_rows` per row (the table is 52 B a row, plus temporaries)
+ROW_BYTES = 120
+
+
+def check_plan_size(identities: int, images_per_identity: int, mixes: int, images_per_mix: int) -> None:
+    """Refuse a plan that cannot be built here: more rows than a plan holds, or than memory fits."""
+    from synthface_ray.limits import check_count
+
+    rows = identities * images_per_identity + mixes * images_per_mix
+    check_count(f"a plan of {identities} identities x {images_per_identity} images + {mixes} mixes x "
+                f"{images_per_mix} images", rows, "rows", ROW_BYTES,
+                "lower plan.images_per_identity / plan.images_per_mix, or split the identities into "
+                "several plans (and generate them as several runs)", MAX_ROWS, "a plan holds")
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:

@@ -418,13 +418,18 @@ class IdentityGenerator(nn.Module):
     ) -> IdentityGenerator:
         """Load a folder written by :meth:`save_pretrained` (no Ray, no DeepSpeed), in eval mode."""
         from diffusers import UNet2DConditionModel
-        from safetensors.torch import load_file
+
+        from synthface_ray.models.weights import FIX_GENERATOR, load_safetensors
 
         folder = Path(folder)
         config = load_generator_config(folder)
-        unet = UNet2DConditionModel.from_pretrained(folder / UNET_DIR, low_cpu_mem_usage=False)
+        try:
+            unet = UNet2DConditionModel.from_pretrained(folder / UNET_DIR, low_cpu_mem_usage=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{folder / UNET_DIR} is not a readable UNet ({str(exc).strip().rstrip('.')}): "
+                             f"{FIX_GENERATOR}") from None
         model = cls(config, unet=unet)
-        state = load_file(str(folder / CONDITION_DIR / CONDITION_WEIGHTS))
+        state = load_safetensors(folder / CONDITION_DIR / CONDITION_WEIGHTS, FIX_GENERATOR)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("unet.")]
         if missing or unexpected:

@@ -19,12 +19,40 @@ RESUMABLE = ("FAILED", "STOPPED")
 #: never uploaded with the working_dir: outputs, environments, caches
 DEFAULT_EXCLUDES = (".git", ".venv", "venv", "runs", "**/__pycache__", "*.egg-info", ".pytest_cache",
                     ".ruff_cache", ".ci")
+#: how a job gets credentials instead (the entrypoint and the runtime_env, env_vars included, are
+#: shown to everyone who can list the cluster's jobs: `ray job list`, the dashboard's job page)
+CREDENTIALS_HELP = ("give the cluster its own credentials: an instance role / service account (clusters/README.md), "
+                    "or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN set on its nodes from a secret "
+                    "store (KubeRay: env valueFrom secretKeyRef), which the job's storage layer reads")
 TOKEN_HELP = ("export RAY_AUTH_TOKEN=<token> (on the head node `ray get-auth-token` prints it) or write it "
               "to ~/.ray/auth_token or the file named by RAY_AUTH_TOKEN_PATH")
 
 
 class SubmitRefused(config.ConfigError):
     """The job exists on the cluster in a state where submitting again would duplicate work."""
+
+
+def refuse_secret_sets(job_sets: list[str]) -> None:
+    """Refuse credentials in ``submit.job_sets``, naming the keys (never the values): they would
+    travel in the job's entrypoint, which ``ray job list`` and the dashboard show; a runtime_env
+    ``env_vars`` entry is shown the same way, so there is no private channel to move them to."""
+    keys = config.secret_overrides(job_sets)
+    if keys:
+        raise config.ConfigError(
+            f"submit.job_sets sets {', '.join(keys)}: nothing was sent. A job's entrypoint and runtime_env "
+            f"(env_vars included) are shown to anyone who can list the cluster's jobs, so credentials never "
+            f"travel with a job: drop {'them' if len(keys) > 1 else 'it'} from submit.job_sets and {CREDENTIALS_HELP}")
+
+
+def refuse_secret_job(job: JobFile) -> None:
+    """Refuse a job file that holds credentials: it is uploaded with the working_dir and kept by
+    the cluster with the job."""
+    found = config.find_secrets(job.cfg)
+    if found:
+        raise config.ConfigError(
+            f"job file {job.path} sets {', '.join(found)}: nothing was sent. The job file is uploaded with "
+            f"the working_dir and kept on the cluster, so credentials never travel with a job: remove "
+            f"{'them' if len(found) > 1 else 'it'} from the file and {CREDENTIALS_HELP}")
 
 
 def stable_id(job: JobFile, prefix: str = "synthface") -> str:
@@ -109,8 +137,8 @@ def runtime_env(working_dir: str, pip: list[str], env_vars: dict[str, str],
             raise FileNotFoundError(f"submit.pip entry {item!r}: {spec} does not exist")
     for key in env_vars:
         if re.search(r"SECRET|TOKEN|PASSWORD|KEY", key, re.IGNORECASE):
-            raise config.ConfigError(f"submit.env_vars.{key} looks like a credential; credentials never go "
-                                     f"into a job: give the cluster an instance role / service account")
+            raise config.ConfigError(f"submit.env_vars.{key} looks like a credential; a job's runtime_env is shown "
+                                     f"to anyone who can list the cluster's jobs: {CREDENTIALS_HELP}")
     env: dict = {"working_dir": str(wd.resolve()), "excludes": list(excludes)}
     if pip:
         env["pip"] = list(pip)

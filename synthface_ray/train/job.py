@@ -16,6 +16,7 @@ up the latest checkpoint there (``ray.train.get_checkpoint``), including after a
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import math
@@ -28,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthface_ray.config import ConfigError, from_dict, to_dict
+from synthface_ray.config import ConfigError, apply_dotted, from_dict, secret_values, to_dict
+from synthface_ray.ops.local_ray import init_ray
 
 log = logging.getLogger(__name__)
 READ_CPUS = 0.25  # Ray Data read/decode tasks: fractional, so training workers cannot starve them
@@ -196,7 +198,12 @@ def _report(session, metrics: dict[str, Any], checkpoint: bool, monitor) -> None
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def _setup(task: TrainTask, loop_config: dict[str, Any]):
+def worker_config(task: TrainTask, loop_config: dict[str, Any], secrets: dict[str, Any] | None):
+    """The worker's config: ``loop_config["config"]`` (redacted) with the secrets put back."""
+    return from_dict(task.config_cls, apply_dotted(loop_config["config"], secrets or {}, "secret"))
+
+
+def _setup(task: TrainTask, loop_config: dict[str, Any], secrets: dict[str, Any] | None):
     """Build the session on this worker and restore the latest checkpoint, if any."""
     import ray.train
     import ray.train.torch
@@ -204,7 +211,7 @@ def _setup(task: TrainTask, loop_config: dict[str, Any]):
     from synthface_ray.train.deepspeed import init_distributed, resolve_precision
     from synthface_ray.train.monitor import Monitor
 
-    cfg = from_dict(task.config_cls, loop_config["config"])
+    cfg = worker_config(task, loop_config, secrets)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -247,11 +254,12 @@ def _inject_failure(step: int) -> None:
     raise RuntimeError(f"injected failure at step {step} (fail_at_step, for tests)")
 
 
-def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+def train_loop_per_worker(loop_config: dict[str, Any], *, secrets: dict[str, Any] | None = None) -> None:
     """Ray Train entry point: train to ``optim.max_steps``, report, checkpoint, then rank 0 runs
-    the task's ``finish`` (export)."""
+    the task's ``finish`` (export). ``secrets`` (bound by :func:`trainer`) complete the redacted
+    config of ``loop_config``."""
     task = get_task(loop_config["task"])
-    session, monitor = _setup(task, loop_config)
+    session, monitor = _setup(task, loop_config, secrets)
     cfg, facts = session.cfg, loop_config["facts"]
     start, fail_at = session.step, loop_config.get("fail_at_step")
     window = _Window(session.device)
@@ -274,7 +282,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 # driver ---------------------------------------------------------------------------------------
 def trainer(task: TrainTask, cfg, facts, use_gpu: bool, fail_at_step: int | None = None):
-    """The ``TorchTrainer`` for ``cfg`` (not started)."""
+    """The ``TorchTrainer`` for ``cfg`` (not started). Ray Train keeps ``train_loop_config`` in its
+    run state (the dashboard's Train page shows it), so the config goes there redacted and its
+    secrets (storage credentials) are bound to the worker function instead."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -283,8 +293,8 @@ def trainer(task: TrainTask, cfg, facts, use_gpu: bool, fail_at_step: int | None
     sc = cfg.scaling
     resources = {"CPU": sc.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
     return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"task": task.name, "config": to_dict(cfg, redact=False),
+        functools.partial(train_loop_per_worker, secrets=secret_values(cfg)),
+        train_loop_config={"task": task.name, "config": to_dict(cfg),
                            "facts": facts, "fail_at_step": fail_at_step},
         scaling_config=ScalingConfig(num_workers=sc.num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources),
@@ -318,8 +328,7 @@ def fit(task: TrainTask, cfg, *, fail_at_step: int | None = None):
     import ray.data
 
     cfg, facts = preflight(task, cfg)
-    if not ray.is_initialized():
-        ray.init()
+    init_ray()  # a cluster if there is one, else a local Ray on loopback
     ray.data.DataContext.get_current().enable_progress_bars = False  # the loop reports progress
     use_gpu = resolve_use_gpu(cfg)
     check_device(cfg, use_gpu)

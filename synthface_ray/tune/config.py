@@ -17,7 +17,7 @@ from synthface_ray.commands.evaluate import (
     UniquenessSection,
     VerificationSection,
 )
-from synthface_ray.config import ConfigError, check_choice, check_range
+from synthface_ray.config import ConfigError, check_choice, check_range, check_seed
 from synthface_ray.storage import StorageConfig
 
 #: metric a trial reports -> where it sits in the evaluation suite's metrics (evaluate/report.py)
@@ -85,6 +85,7 @@ class ProtocolSection:
         check_range("protocol.growth", self.growth, 2)
         check_range("protocol.mix_fraction", self.mix_fraction, 0.0, 1.0)
         check_range("protocol.images_per_mix", self.images_per_mix, 0)
+        check_seed("protocol.seed", self.seed)
         if self.images_per_identity < 2:
             raise ConfigError(f"protocol.images_per_identity={self.images_per_identity}: the "
                               "separability metrics need at least 2 images per identity")
@@ -162,6 +163,7 @@ class SearchSection:
         check_choice("search.algorithm", self.algorithm, ("random", "optuna"))
         check_choice("search.scheduler", self.scheduler, ("asha", "fifo"))
         check_range("search.concurrent", self.concurrent, 1)
+        check_range("search.seed", self.seed, 0, 2**32 - 1)  # optuna's samplers seed numpy's 32-bit RandomState
         if self.time_budget_s is not None:
             check_range("search.time_budget_s", self.time_budget_s, 1.0)
 

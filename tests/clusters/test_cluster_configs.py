@@ -21,7 +21,8 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTERS = ROOT / "clusters"
 LAUNCHER = sorted(CLUSTERS.glob("*.yaml"))
-KUBERAY = sorted((CLUSTERS / "kuberay").glob("*.yaml"))
+NETWORK_POLICY = CLUSTERS / "kuberay" / "networkpolicy.yaml"
+KUBERAY = sorted(p for p in (CLUSTERS / "kuberay").glob("*.yaml") if p != NETWORK_POLICY)
 
 # What each instance / machine type has (provider documentation): the node types may not
 # advertise more than this, and must advertise exactly its GPUs.
@@ -94,6 +95,7 @@ def launcher(request) -> tuple[Path, dict]:
 def test_the_launcher_configs_and_manifests_are_there():
     assert [p.name for p in LAUNCHER] == ["aws.yaml", "gcp.yaml"]
     assert [p.name for p in KUBERAY] == ["raycluster.yaml", "rayjob.yaml"]
+    assert NETWORK_POLICY.is_file()
     assert ray.__version__ == "2.60.0"      # the Ray these files are written (and validated) for
 
 
@@ -541,6 +543,155 @@ def test_kuberay_dashboard_is_not_exposed(manifest):
     # 0.0.0.0 inside the Pod (the operator and RayJob submitters call the dashboard through the
     # ClusterIP Service); KubeRay would default to it anyway, the file says it on purpose.
     assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+
+
+# -- NetworkPolicy: only the cluster's own Pods reach its ports ------------------------------------
+# Inside a Pod Ray listens on all interfaces (dashboard 8265, metrics 8080 without authentication,
+# GCS 6379, raylet / object manager / worker ports). networkpolicy.yaml holds one policy per
+# manifest: its podSelector picks every Pod of that Ray cluster; one rule admits those same Pods on
+# every port; any other rule names its peers and is limited to the dashboard (8265: the RayJob's
+# submitter, the operator) or the metrics port (8080: Prometheus).
+
+_SELECTOR = {"type": "object", "required": ["matchLabels"], "additionalProperties": False,
+             "properties": {"matchLabels": {"type": "object", "minProperties": 1,
+                                            "additionalProperties": {"type": "string"}}}}
+_PEER = {"type": "object", "minProperties": 1, "additionalProperties": False,
+         "properties": {"podSelector": _SELECTOR, "namespaceSelector": _SELECTOR}}
+NETWORK_POLICY_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "properties": {
+        "apiVersion": {"const": "networking.k8s.io/v1"}, "kind": {"const": "NetworkPolicy"},
+        "metadata": _METADATA,
+        "spec": {"type": "object", "required": ["podSelector", "policyTypes", "ingress"],
+                 "additionalProperties": False, "properties": {
+                     "podSelector": _SELECTOR,
+                     "policyTypes": {"type": "array", "contains": {"const": "Ingress"}},
+                     "ingress": {"type": "array", "minItems": 1, "items": {
+                         "type": "object", "required": ["from"], "additionalProperties": False,
+                         "properties": {
+                             "from": {"type": "array", "minItems": 1, "items": _PEER},
+                             "ports": {"type": "array", "minItems": 1, "items": {
+                                 "type": "object", "required": ["port"], "properties": {
+                                     "protocol": {"const": "TCP"}, "port": {"type": "integer"}}}}}}}}}}}
+#: ports a peer from outside the Ray cluster may be admitted to, and what for
+OUTSIDE_PORTS = {8265: "dashboard / Jobs API", 8080: "metrics"}
+
+
+def network_policies() -> dict[str, dict]:
+    docs = [d for d in yaml.safe_load_all(NETWORK_POLICY.read_text()) if d is not None]
+    return {d["metadata"]["name"]: d for d in docs}
+
+
+def pod_labels(manifest: dict) -> list[dict]:
+    """The labels every Pod of the manifest's Ray cluster has: its pod template's, plus
+    ray.io/cluster (KubeRay's) when the RayCluster's name is fixed (not a RayJob's)."""
+    own = {"ray.io/cluster": manifest["metadata"]["name"]} if manifest["kind"] == "RayCluster" else {}
+    return [{**own, **t.get("metadata", {}).get("labels", {})} for t in pod_templates(manifest)]
+
+
+def check_network_policy(policy: dict, manifest: dict) -> None:
+    """The schema; the policy selects every Pod of ``manifest`` and admits them on every port;
+    every other rule is limited to OUTSIDE_PORTS."""
+    jsonschema.validate(policy, NETWORK_POLICY_SCHEMA)
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    for labels in pod_labels(manifest):
+        if not selector.items() <= labels.items():
+            raise ValueError(f"{policy['metadata']['name']}: podSelector {selector} misses Pods labelled {labels}")
+    own = [r for r in policy["spec"]["ingress"] if r["from"] == [{"podSelector": {"matchLabels": selector}}]]
+    if len(own) != 1 or "ports" in own[0]:
+        raise ValueError(f"{policy['metadata']['name']}: no rule admitting the cluster's own Pods on every port")
+    for rule in policy["spec"]["ingress"]:
+        if rule is own[0]:
+            continue
+        ports = [p["port"] for p in rule.get("ports", [])]
+        if not ports or set(ports) - set(OUTSIDE_PORTS):
+            raise ValueError(f"{policy['metadata']['name']}: a rule admits {rule['from']} to ports "
+                             f"{ports or 'all'}; outside Pods may reach only {sorted(OUTSIDE_PORTS)}")
+
+
+POLICY_OF = {"raycluster.yaml": "synthface-ray", "rayjob.yaml": "synthface-generate"}
+
+
+@pytest.mark.parametrize("path", KUBERAY, ids=lambda p: p.name)
+def test_network_policy_admits_only_the_clusters_own_pods(path):
+    manifest = load(path)
+    policies = network_policies()
+    assert sorted(policies) == sorted(POLICY_OF.values())
+    check_network_policy(policies[POLICY_OF[path.name]], manifest)
+
+
+def test_rayjob_network_policy_admits_its_submitter_to_the_dashboard_only():
+    rayjob = load(CLUSTERS / "kuberay" / "rayjob.yaml")
+    policy = network_policies()["synthface-generate"]
+    submitter = {"podSelector": {"matchLabels": {"batch.kubernetes.io/job-name": rayjob["metadata"]["name"]}}}
+    (rule,) = [r for r in policy["spec"]["ingress"] if submitter in r["from"]]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8265}]
+    for peer in rule["from"]:      # the operator: its own namespace and its own Pods, not a namespace
+        assert "podSelector" in peer
+
+
+def _np_no_pod_selector(p, m):
+    del p["spec"]["podSelector"]
+
+
+def _np_selects_another_cluster(p, m):
+    p["spec"]["podSelector"]["matchLabels"] = {"ray.io/cluster": "other"}
+
+
+def _np_admits_everyone(p, m):
+    p["spec"]["ingress"].append({"from": [{"namespaceSelector": {"matchLabels": {}}}]})
+
+
+def _np_outside_peer_on_gcs(p, m):
+    p["spec"]["ingress"][-1]["ports"] = [{"protocol": "TCP", "port": 6379}]
+
+
+def _np_outside_peer_on_every_port(p, m):
+    del p["spec"]["ingress"][-1]["ports"]
+
+
+def _np_no_own_pods_rule(p, m):
+    del p["spec"]["ingress"][0]
+
+
+def _np_ip_block(p, m):
+    p["spec"]["ingress"][0]["from"].append({"ipBlock": {"cidr": "0.0.0.0/0"}})
+
+
+def _np_worker_without_label(p, m):
+    for template in pod_templates(m):
+        template.pop("metadata", None)
+    if m["kind"] == "RayCluster":
+        m["metadata"]["name"] = "renamed"
+
+
+NETWORK_POLICY_BROKEN = [
+    (_np_no_pod_selector, jsonschema.ValidationError),
+    (_np_selects_another_cluster, ValueError),
+    (_np_admits_everyone, jsonschema.ValidationError),
+    (_np_outside_peer_on_gcs, ValueError),
+    (_np_outside_peer_on_every_port, ValueError),
+    (_np_no_own_pods_rule, ValueError),
+    (_np_ip_block, jsonschema.ValidationError),
+    (_np_worker_without_label, ValueError),
+]
+
+
+@pytest.mark.parametrize("path", KUBERAY, ids=lambda p: p.name)
+@pytest.mark.parametrize("break_it,error", NETWORK_POLICY_BROKEN,
+                         ids=[b[0].__name__[4:] for b in NETWORK_POLICY_BROKEN])
+def test_network_policy_check_rejects_a_broken_copy(path, break_it, error):
+    manifest = load(path)
+    policy = copy.deepcopy(network_policies()[POLICY_OF[path.name]])
+    break_it(policy, manifest)
+    with pytest.raises(error):
+        check_network_policy(policy, manifest)
+
+
+def test_readme_documents_port_forwarding_and_the_network_policy():
+    readme = (CLUSTERS / "README.md").read_text()
+    assert "kubectl apply -f clusters/kuberay/networkpolicy.yaml" in readme
+    assert "kubectl port-forward svc/synthface-head-svc 8265:8265" in readme
+    assert "kubectl port-forward" in readme and "8080:8080" in readme
 
 
 def test_kuberay_token_auth_and_no_literal_secrets(manifest):

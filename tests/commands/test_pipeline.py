@@ -65,3 +65,15 @@ def test_the_shipped_pipeline_loads_every_step(monkeypatch):
     assert [s.command for s, _ in loaded] == ["train-fr", "train-generator", "identities", "mine", "plan",
                                              "generate", "evaluate"]
     assert all("{root}" not in s.done and s.done.startswith("runs/pipeline/") for s, _ in loaded)
+
+
+def test_dry_run_shows_the_steps_with_their_secrets_redacted(tmp_path, capsys):
+    """A step's --set list may carry storage credentials: the dry run shows the keys, not the values."""
+    secret_step = {**TOY, "set": [*TOY["set"], "storage.access_key_id=AKIAEXAMPLEKEYID",
+                                  "storage.secret_access_key=wJalrXUtnFEMIEXAMPLEKEY"]}
+    job = write_pipeline(tmp_path, [secret_step])
+    assert cli.main(["pipeline", "--config", str(job), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "AKIAEXAMPLEKEYID" not in out and "wJalrXUtnFEMIEXAMPLEKEY" not in out
+    assert ("--set storage.access_key_id=<redacted> --set storage.secret_access_key=<redacted>" in out
+            and "--set toyfaces.identities=3" in out)

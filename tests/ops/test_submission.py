@@ -52,10 +52,10 @@ def test_next_attempt_refuses_a_running_or_finished_job(statuses, message):
 
 
 def test_entrypoint_is_the_command_with_the_job_file_relative_to_the_working_dir(tmp_path):
-    job = load_job(ROOT / "jobs" / "generate.yaml", ["output.name=a b", "pool.actors=4"])
+    job = load_job(ROOT / "jobs" / "generate.yaml", ["output.path=runs/a b", "pool.actors=4"])
     entry = sub.entrypoint(job, ROOT)
     assert shlex.split(entry) == ["synthface", "generate", "--config", "jobs/generate.yaml",
-                                  "--set", "output.name=a b", "--set", "pool.actors=4"]
+                                  "--set", "output.path=runs/a b", "--set", "pool.actors=4"]
     with pytest.raises(config.ConfigError, match="outside the working_dir"):
         sub.entrypoint(job, tmp_path)
 
@@ -137,3 +137,78 @@ def test_dry_run_shows_the_submission_and_sends_nothing(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "entrypoint: synthface pipeline --config jobs/pipeline.yaml" in out
     assert "submission id: synthface-pipeline-" in out and "'runs'" in out
+
+
+KEY_ID, SECRET_KEY, TOKEN = "AKIAEXAMPLEKEYID", "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY", "FwoGZXIvYXdzEXAMPLETOKEN"
+SECRET_SETS = f'submit.job_sets=["pool.actors=2", "storage.access_key_id={KEY_ID}", ' \
+              f'"storage.secret_access_key={SECRET_KEY}", "storage.session_token={TOKEN}"]'
+
+
+def _shown_nowhere(text: str) -> bool:
+    return not any(value in text for value in (KEY_ID, SECRET_KEY, TOKEN))
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_secrets_in_job_sets_are_refused_and_never_shown(dry_run, capsys, monkeypatch):
+    """A job's entrypoint and runtime_env (env_vars too) are shown by `ray job list` and the
+    dashboard: credentials in submit.job_sets are refused before anything is printed or sent,
+    naming the keys, never the values."""
+    monkeypatch.chdir(ROOT)
+    argv = ["submit", "jobs/generate.yaml", "--address", f"http://127.0.0.1:{_free_port()}", "--set", SECRET_SETS]
+    assert cli.main(argv + (["--dry-run"] if dry_run else [])) == 2
+    out, err = capsys.readouterr()
+    assert _shown_nowhere(out + err) and "entrypoint" not in out
+    assert ("submit.job_sets sets storage.access_key_id, storage.secret_access_key, storage.session_token: "
+            "nothing was sent") in err
+    assert "instance role" in err and "AWS_SECRET_ACCESS_KEY" in err
+
+
+def test_a_secret_job_set_of_the_wrong_type_is_refused_without_its_value(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["submit", "jobs/generate.yaml", "--dry-run", "--set",
+                     'submit.job_sets=["storage.secret_access_key=123456789"]']) == 2
+    err = capsys.readouterr().err
+    assert "123456789" not in err and "submit.job_sets sets storage.secret_access_key" in err
+
+
+def test_a_job_file_holding_secrets_is_refused(tmp_path, capsys):
+    """The job file is uploaded with the working_dir and kept on the cluster."""
+    body = (ROOT / "jobs" / "generate.yaml").read_text().split("\n", 1)[1]
+    job = tmp_path / "generate.yaml"
+    job.write_text(f"# synthface generate --config {job.name}\n{body}\nstorage:\n"
+                   f"  access_key_id: {KEY_ID}\n  secret_access_key: {SECRET_KEY}\n")
+    assert cli.main(["submit", str(job), "--working-dir", str(tmp_path), "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert _shown_nowhere(out + err)
+    assert f"job file {job} sets storage.access_key_id, storage.secret_access_key: nothing was sent" in err
+    # a pipeline step's --set list counts too
+    pipe = tmp_path / "pipeline.yaml"
+    pipe.write_text(f"# synthface pipeline --config {pipe.name}\npipeline:\n  steps:\n"
+                    f"  - command: toyfaces\n    set: [toyfaces.identities=2, storage.session_token={TOKEN}]\n")
+    assert cli.main(["submit", str(pipe), "--working-dir", str(tmp_path), "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert _shown_nowhere(out + err) and "pipeline.steps[0].set[1] (storage.session_token)" in err
+
+
+def test_the_shipped_job_files_hold_no_secrets():
+    """Every job file in jobs/ and tuning/ loads and holds no credential (they are submitted)."""
+    files = sorted((ROOT / "jobs").glob("*.yaml")) + sorted((ROOT / "tuning").glob("*.yaml"))
+    assert files
+    for path in files:
+        job = load_job(path)
+        assert config.find_secrets(job.cfg) == [], path
+        sub.refuse_secret_job(job)
+
+
+def test_runtime_env_refuses_credentials_and_says_how_to_give_them(tmp_path):
+    with pytest.raises(config.ConfigError) as err:
+        sub.runtime_env(str(tmp_path), [], {"AWS_SESSION_TOKEN": "x"}, [])
+    assert "submit.env_vars.AWS_SESSION_TOKEN looks like a credential" in str(err.value)
+    assert "instance role" in str(err.value) and "secretKeyRef" in str(err.value)
+
+
+def test_a_plain_job_set_still_reaches_the_entrypoint(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["submit", "jobs/generate.yaml", "--dry-run", "--set",
+                     'submit.job_sets=["pool.actors=2", "output.name=token-run"]']) == 0
+    assert "--set pool.actors=2 --set output.name=token-run" in capsys.readouterr().out

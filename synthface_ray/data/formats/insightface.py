@@ -38,24 +38,38 @@ def _rec_and_idx(src: str, idx: str | None, cfg: StorageConfig | None) -> tuple[
     return loc, idx_loc
 
 
+_UNREADABLE = ("not an insightface RecordIO pair: check that the .idx belongs to this .rec (input.idx), "
+               "or re-create both (insightface's im2rec, or `synthface export --format recordio`)")
+
+
+def _records(rec_loc: Location, idx_loc: Location) -> Iterator[recordio.FaceRecord]:
+    """The face records of a ``.rec``/``.idx`` pair; an unreadable pair raises ``RecordIOError``
+    naming the file and the fix."""
+    try:
+        index = recordio.read_index(io.BytesIO(storage.read_bytes(idx_loc)), idx_loc.uri)
+        with rec_loc.fs.open_input_file(rec_loc.path) as rec:
+            yield from recordio.iter_faces(rec, index, rec_loc.uri)
+    except (recordio.RecordIOError, ValueError, OverflowError) as exc:
+        named = str(exc) if rec_loc.uri in str(exc) or idx_loc.uri in str(exc) else f"{rec_loc.uri}: {exc}"
+        raise recordio.RecordIOError(f"{named}; {_UNREADABLE}") from None
+
+
 def iter_recordio_tables(src: str, opts: ImportOptions, cfg: StorageConfig | None, report: DecodeReport,
                          idx: str | None = None, rows_per_table: int = 1024) -> Iterator[pa.Table]:
     """Stream a RecordIO dataset as faces tables (label from each image's header)."""
     rec_loc, idx_loc = _rec_and_idx(src, idx, cfg)
-    index = recordio.read_index(io.BytesIO(storage.read_bytes(idx_loc)))
     name = posixpath.basename(rec_loc.path)
     rows: dict[str, list[Any]] = {"image": [], "path": [], "label": []}
-    with rec_loc.fs.open_input_file(rec_loc.path) as rec:
-        for record in recordio.iter_faces(rec, index):
-            where = f"{name}#{record.key}"
-            data = checked_image(record.image, where, opts.resolution, opts.strict, report)
-            if data is None:
-                continue
-            for key, value in zip(rows, (data, where, record.label)):
-                rows[key].append(value)
-            if len(rows["image"]) >= rows_per_table:
-                yield schema.faces_table(rows["image"], rows["label"], opts.source, paths=rows["path"])
-                rows = {k: [] for k in rows}
+    for record in _records(rec_loc, idx_loc):
+        where = f"{name}#{record.key}"
+        data = checked_image(record.image, where, opts.resolution, opts.strict, report)
+        if data is None:
+            continue
+        for key, value in zip(rows, (data, where, record.label)):
+            rows[key].append(value)
+        if len(rows["image"]) >= rows_per_table:
+            yield schema.faces_table(rows["image"], rows["label"], opts.source, paths=rows["path"])
+            rows = {k: [] for k in rows}
     if rows["image"]:
         yield schema.faces_table(rows["image"], rows["label"], opts.source, paths=rows["path"])
 

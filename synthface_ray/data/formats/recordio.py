@@ -184,12 +184,17 @@ def _read_record_at(fileobj: IO[bytes], offset: int, name: str) -> tuple[bytes, 
 # -- reader and writer ---------------------------------------------------------------------------
 
 
-def read_index(text_fileobj: IO[str] | IO[bytes]) -> dict[int, int]:
-    """Parse an ``.idx`` file (``"key\\toffset"`` lines) into ``{key: offset}`` in file order."""
+def read_index(text_fileobj: IO[str] | IO[bytes], name: str | None = None) -> dict[int, int]:
+    """Parse an ``.idx`` file (``"key\\toffset"`` lines) into ``{key: offset}`` in file order;
+    ``name`` is the file's name in error messages (default: the file object's)."""
     index: dict[int, int] = {}
+    name = name or _file_name(text_fileobj)
     for lineno, line in enumerate(text_fileobj, start=1):
         if isinstance(line, bytes):
-            line = line.decode("utf-8")
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RecordIOError(f"{name} is not a text .idx file (line {lineno} is not UTF-8)") from None
         line = line.strip()
         if not line:
             continue
@@ -197,13 +202,11 @@ def read_index(text_fileobj: IO[str] | IO[bytes]) -> dict[int, int]:
         try:
             key, offset = int(fields[0]), int(fields[1])
         except (IndexError, ValueError):
-            raise RecordIOError(
-                f"bad .idx line {lineno} of {_file_name(text_fileobj)}: {line!r}"
-            ) from None
+            raise RecordIOError(f"bad .idx line {lineno} of {name}: {line[:80]!r}") from None
         if len(fields) != 2 or offset < 0:
-            raise RecordIOError(f"bad .idx line {lineno} of {_file_name(text_fileobj)}: {line!r}")
+            raise RecordIOError(f"bad .idx line {lineno} of {name}: {line[:80]!r}")
         if key in index:
-            raise RecordIOError(f"duplicate key {key} at .idx line {lineno}")
+            raise RecordIOError(f"duplicate key {key} at .idx line {lineno} of {name}")
         index[key] = offset
     return index
 
@@ -330,14 +333,14 @@ def identity_range(
 
 
 def iter_faces(
-    rec_fileobj: IO[bytes], idx_fileobj: IO[str] | IO[bytes] | Mapping[int, int]
+    rec_fileobj: IO[bytes], idx_fileobj: IO[str] | IO[bytes] | Mapping[int, int], name: str | None = None
 ) -> Iterator[FaceRecord]:
     """Yield every face image of an insightface ``.rec``, exactly as ``MXFaceDataset`` reads it.
 
     With a header record, images are keys ``1 .. label[0] - 1``; otherwise every indexed key in
     ``.idx`` order. The label is ``int(label)``, or ``int(label[0])`` for array labels.
     """
-    reader = RecordIOReader(rec_fileobj, _as_index(idx_fileobj))
+    reader = RecordIOReader(rec_fileobj, _as_index(idx_fileobj), name)
     bounds = _header_range(reader)
     keys: Iterable[int] = range(1, bounds[0]) if bounds is not None else reader.keys
     for key in keys:

@@ -45,15 +45,18 @@ class Embedder:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: torch.device | str = "auto") -> Embedder:
-        from safetensors.torch import load_file
+        from synthface_ray.models.weights import FIX_FR, load_state
 
         folder = Path(folder)
         if not (folder / CONFIG).is_file():
-            raise FileNotFoundError(f"{folder / CONFIG} not found: is {folder} an exported FR backbone?")
-        config = from_dict(BackboneConfig, json.loads((folder / CONFIG).read_text(encoding="utf-8")),
-                           "backbone.")
+            raise FileNotFoundError(f"{folder / CONFIG} not found: is {folder} an exported FR backbone? {FIX_FR}")
+        try:
+            config = from_dict(BackboneConfig, json.loads((folder / CONFIG).read_text(encoding="utf-8")),
+                               "backbone.")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{folder / CONFIG} is not JSON ({exc}): {FIX_FR}") from None
         model = build_backbone(config)
-        model.load_state_dict(load_file(str(folder / WEIGHTS)))
+        load_state(model, folder / WEIGHTS, FIX_FR)
         return cls(model, config, device)
 
     @torch.no_grad()
