@@ -20,6 +20,9 @@
 #                              sampled on 90 new PCA-Gaussian people of their centres (16 per identity / mix)
 #   merge                      real + synthetic with and without train-fr's data.same_identity merge
 #   aug                        FR trained with RandAugment (4, 16) on real and on syn-3000
+# Third round (about 1 h 10 min more): gen3000's 1120-image sets sampled at CFG 1, with DDPM 30 steps,
+#   at CFG 1 without the AdaptDiff negative, without mixes (54 people x 21), and "wide": all 100
+#   class centres + 40 mixes x 8 images (140 classes) at CFG 1; benchmarked in b1120
 # Benchmarks: $ROOT/benchmark/ablation (280-image arms), $ROOT/benchmark/b1120 (1120-image arms) and
 # $ROOT/benchmark/merge and $ROOT/benchmark/aug.
 # Finished steps are reused on a re-run (every command here resumes or skips complete outputs).
@@ -95,7 +98,24 @@ generate s3000-16 gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet
 generate s6000-16 gen6000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet
 generate emb1k-16 emb1k $ROOT/new1k_ids.parquet $ROOT/plan-new1k-16.parquet
 
-for set in s480 s3000 emb-new s6000-16 emb1k-16; do
+# third round: sampling diversity and class count, same 1120 images (docs/BENCHMARKS.md, "Third round")
+generate s3000-16-cfg1 gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet --set sampler.cfg_scale=1.0
+generate s3000-16-ddpm30 gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet \
+  --set sampler.solver=ddpm --set sampler.steps=30
+generate s3000-16-cfg1-noneg gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet \
+  --set sampler.cfg_scale=1.0 --set sampler.negative.w_max=0.0
+done_or "$ROOT/plan-nomix-21.parquet" $SF plan --config $D/plan.yaml --set input.identities=$ROOT/class_ids.parquet \
+  --set input.mining=$ROOT/mining-class --set plan.images_per_identity=21 --set plan.images_per_mix=0 \
+  --set output.path=$ROOT/plan-nomix-21.parquet
+generate s3000-21-nomix gen3000 $ROOT/class_ids.parquet $ROOT/plan-nomix-21.parquet
+done_or "$ROOT/mining-wide/mining.json" $SF mine --config $D/mine.yaml --set input.identities=$ROOT/centres.parquet \
+  --set pairs.count=40 --set output.path=$ROOT/mining-wide
+done_or "$ROOT/plan-wide-8.parquet" $SF plan --config $D/plan.yaml --set input.identities=$ROOT/centres.parquet \
+  --set input.mining=$ROOT/mining-wide --set plan.images_per_identity=8 --set plan.images_per_mix=8 \
+  --set output.path=$ROOT/plan-wide-8.parquet
+generate s3000-wide-8-cfg1 gen3000 $ROOT/centres.parquet $ROOT/plan-wide-8.parquet --set sampler.cfg_scale=1.0
+
+for set in s480 s3000 emb-new s6000-16 emb1k-16 s3000-16-cfg1 s3000-16-cfg1-noneg s3000-21-nomix s3000-wide-8-cfg1; do
   echo "== identities of $set"
   .venv/bin/python benchmarks/identities_report.py --generated $ROOT/generated/$set --real $ROOT/toyfaces --fr $FR
 done
@@ -114,7 +134,12 @@ $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set outp
   {name: real, match: syn-3000-16, sources: [{path: '$ROOT/toyfaces'}]},
   {name: syn-3000-16, sources: [{path: '$ROOT/generated/s3000-16'}]},
   {name: syn-6000-16, sources: [{path: '$ROOT/generated/s6000-16'}]},
-  {name: syn-emb1k-new-16, sources: [{path: '$ROOT/generated/emb1k-16', identities: 70, images: 1120}]}]"
+  {name: syn-emb1k-new-16, sources: [{path: '$ROOT/generated/emb1k-16', identities: 70, images: 1120}]},
+  {name: syn-3000-16-cfg1, sources: [{path: '$ROOT/generated/s3000-16-cfg1'}]},
+  {name: syn-3000-16-ddpm30, sources: [{path: '$ROOT/generated/s3000-16-ddpm30'}]},
+  {name: syn-3000-16-cfg1-noneg, sources: [{path: '$ROOT/generated/s3000-16-cfg1-noneg'}]},
+  {name: syn-3000-21-nomix, sources: [{path: '$ROOT/generated/s3000-21-nomix', images: 1120}]},
+  {name: syn-3000-wide-8-cfg1, sources: [{path: '$ROOT/generated/s3000-wide-8-cfg1'}]}]"
 REAL="{path: '$ROOT/toyfaces', identities: 70, images: 280, weight: 0.5}"
 MERGE="{data.same_identity.fr_model: '$FR', data.same_identity.threshold: 0.8, data.same_identity.action: merge}"
 $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set output.name=merge --set random_init=false --set "arms=[
