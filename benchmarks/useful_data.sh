@@ -22,7 +22,8 @@
 #   aug                        FR trained with RandAugment (4, 16) on real and on syn-3000
 # Third round (about 1 h 10 min more): gen3000's 1120-image sets sampled at CFG 1, with DDPM 30 steps,
 #   at CFG 1 without the AdaptDiff negative, without mixes (54 people x 21), and "wide": all 100
-#   class centres + 40 mixes x 8 images (140 classes) at CFG 1; benchmarked in b1120
+#   class centres + 40 mixes x 8 images (140 classes) at CFG 1; benchmarked in b1120; and emb3000's new
+#   people sampled the same plain way (CFG 1, no negative), benchmarked in ablation
 # Benchmarks: $ROOT/benchmark/ablation (280-image arms), $ROOT/benchmark/b1120 (1120-image arms) and
 # $ROOT/benchmark/merge and $ROOT/benchmark/aug.
 # Finished steps are reused on a re-run (every command here resumes or skips complete outputs).
@@ -114,6 +115,8 @@ done_or "$ROOT/plan-wide-8.parquet" $SF plan --config $D/plan.yaml --set input.i
   --set input.mining=$ROOT/mining-wide --set plan.images_per_identity=8 --set plan.images_per_mix=8 \
   --set output.path=$ROOT/plan-wide-8.parquet
 generate s3000-wide-8-cfg1 gen3000 $ROOT/centres.parquet $ROOT/plan-wide-8.parquet --set sampler.cfg_scale=1.0
+generate emb-new-plain emb3000 $ROOT/new_ids.parquet $ROOT/plan-new-4.parquet \
+  --set sampler.cfg_scale=1.0 --set sampler.negative.w_max=0.0
 
 for set in s480 s3000 emb-new s6000-16 emb1k-16 s3000-16-cfg1 s3000-16-cfg1-noneg s3000-21-nomix s3000-wide-8-cfg1; do
   echo "== identities of $set"
@@ -128,6 +131,7 @@ $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set "arm
   {name: syn-3000-gate, sources: [{path: '$ROOT/generated/s3000-gate'}]},
   {name: syn-emb-new, sources: [{path: '$ROOT/generated/emb-new', identities: 70, images: 280}]},
   {name: syn-emb1k-new, sources: [{path: '$ROOT/generated/emb1k-16', identities: 70, images: 280}]},
+  {name: syn-emb-new-plain, sources: [{path: '$ROOT/generated/emb-new-plain', identities: 70, images: 280}]},
   {name: real+syn-3000, match: syn-480, sources: [{path: '$ROOT/toyfaces', weight: 0.5},
                                                   {path: '$ROOT/generated/s3000', weight: 0.5}]}]"
 $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set output.name=b1120 --set "arms=[
