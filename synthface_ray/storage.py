@@ -358,10 +358,8 @@ def remove_folder(loc: Location, marker: str | None = None) -> None:
 
         shutil.rmtree(loc.path, ignore_errors=True)
         return
-    selector = pafs.FileSelector(loc.path, allow_not_found=True, recursive=True)
-    for info in loc.fs.get_file_info(selector):
-        if info.type == pafs.FileType.File:
-            loc.fs.delete_file(info.path)
+    for path in list_all(loc):
+        loc.fs.delete_file(path)
 
 
 def replace_folder(new: Location, loc: Location, marker: str) -> None:
