@@ -10,40 +10,23 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from synthface_ray import config, errors
+from synthface_ray.commands import catalog
 
-#: command name -> module defining Config, run(cfg, dry_run), HELP, EXAMPLES, SHORTCUTS
-COMMANDS = {
-    "toyfaces": "synthface_ray.commands.toyfaces",
-    "import": "synthface_ray.commands.importing",
-    "export": "synthface_ray.commands.exporting",
-    "inspect": "synthface_ray.commands.inspect",
-    "train-generator": "synthface_ray.commands.train_generator",
-    "train-fr": "synthface_ray.commands.train_fr",
-    "embed": "synthface_ray.commands.embed",
-    "verify": "synthface_ray.commands.verify",
-    "identities": "synthface_ray.commands.identities",
-    "mine": "synthface_ray.commands.mine",
-    "plan": "synthface_ray.commands.plan",
-    "cka": "synthface_ray.commands.cka",
-    "evaluate": "synthface_ray.commands.evaluate",
-    "generate": "synthface_ray.commands.generate",
-    "tune": "synthface_ray.commands.tune",
-    "benchmark": "synthface_ray.commands.benchmark",
-    "demo": "synthface_ray.commands.demo",
-    "pipeline": "synthface_ray.commands.pipeline",
-    "submit": "synthface_ray.commands.submit",
-}
+#: command name -> commands.catalog.Command (module to run it, help, examples, flag shortcuts)
+COMMANDS = catalog.COMMANDS
 
 #: errors a user can fix from the message alone: one line (errors.user_message), exit code 2
 USER_ERRORS = errors.USER_ERRORS
 
 
 def _module(name: str) -> ModuleType:
-    return importlib.import_module(COMMANDS[name])
+    """The module that runs command ``name`` (imported only now: --help never imports it)."""
+    return importlib.import_module(COMMANDS[name].module)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    examples = "\n".join(_module(name).EXAMPLES for name in COMMANDS)
+    """The parser, from the catalog's strings alone (no command module, torch or Ray imported)."""
+    examples = "\n".join(command.examples for command in COMMANDS.values())
     parser = argparse.ArgumentParser(
         prog="synthface",
         description="synthface-ray: synthetic face-recognition data at cluster scale.",
@@ -52,29 +35,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        mod = _module(name)
-        sub = subs.add_parser(name, help=mod.HELP, description=mod.HELP,
-                              epilog=f"examples:\n{mod.EXAMPLES}",
+    for name, command in COMMANDS.items():
+        sub = subs.add_parser(name, help=command.help, description=command.help,
+                              epilog=f"examples:\n{command.examples}",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("--config", metavar="FILE", help="YAML config (see jobs/ for examples)")
         sub.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                          help="override a config key, e.g. --set output.path=s3://bucket/x (repeatable)")
         sub.add_argument("--dry-run", action="store_true", help="print the resolved config and plan; write nothing")
-        for flag, key in getattr(mod, "SHORTCUTS", {}).items():
+        for flag, key in command.shortcuts.items():
             sub.add_argument(flag, metavar="VALUE", dest=f"shortcut:{key}", help=f"same as --set {key}=VALUE")
-        if hasattr(mod, "POSITIONAL"):
-            sub.add_argument("positional", nargs="?", metavar="PATH", help=f"same as --set {mod.POSITIONAL}=PATH")
+        if command.positional:
+            sub.add_argument("positional", nargs="?", metavar="PATH", help=f"same as --set {command.positional}=PATH")
     return parser
 
 
-def _overrides(args: argparse.Namespace, mod: ModuleType) -> list[str]:
+def _overrides(args: argparse.Namespace, command: catalog.Command) -> list[str]:
     out = list(args.overrides)
     for dest, value in vars(args).items():
         if dest.startswith("shortcut:") and value is not None:
             out.append(f"{dest.split(':', 1)[1]}={value}")
     if getattr(args, "positional", None):
-        out.append(f"{mod.POSITIONAL}={args.positional}")
+        out.append(f"{command.positional}={args.positional}")
     return out
 
 
@@ -84,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)  # call's stderr
     mod = _module(args.command)
     try:
-        cfg = config.load(mod.Config, args.config, _overrides(args, mod))
+        cfg = config.load(mod.Config, args.config, _overrides(args, COMMANDS[args.command]))
         return int(mod.run(cfg, dry_run=args.dry_run) or 0)
     except Exception as exc:
         message = errors.user_message(exc)

@@ -51,6 +51,17 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (tiny models: faster, and the same kernels every run)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def process_group():
     """World size 1 over gloo, as a Ray Train worker would have it (Ray sets these variables)."""

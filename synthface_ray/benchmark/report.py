@@ -12,7 +12,13 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from synthface_ray.benchmark.stats import gap_closed, paired_difference, t_interval, verdict
-from synthface_ray.evaluate.histogram import AXIS_RGB, GRID_RGB, _font, _ticks, _vertical_text
+from synthface_ray.evaluate.histogram import (
+    AXIS_RGB,
+    GRID_RGB,
+    load_font,
+    nice_ticks,
+    vertical_text,
+)
 
 #: per-trial metric -> (result key in a test set's metrics, higher is better)
 METRICS = {
@@ -92,10 +98,10 @@ def accuracy_png(summary: list[dict[str, Any]], rows: list[dict[str, Any]], test
     pad = max((hi - lo) * 0.15, 0.01)
     ylo, yhi = max(0.0, lo - pad), min(1.0, hi + pad)
     img = Image.new("RGB", SIZE, (255, 255, 255))
-    draw, font = ImageDraw.Draw(img), _font(13)
+    draw, font = ImageDraw.Draw(img), load_font(13)
     x0, y0, x1, y1 = MARGIN[0], MARGIN[1], SIZE[0] - MARGIN[2], SIZE[1] - MARGIN[3]
     sy = lambda v: y1 - (v - ylo) / (yhi - ylo) * (y1 - y0)  # noqa: E731
-    for v in _ticks(ylo, yhi):
+    for v in nice_ticks(ylo, yhi):
         draw.line([(x0, sy(v)), (x1, sy(v))], fill=GRID_RGB)
         draw.text((x0 - 8, sy(v)), f"{v:g}", fill=AXIS_RGB, font=font, anchor="rm")
     width = (x1 - x0) / max(len(arms), 1)
@@ -115,7 +121,7 @@ def accuracy_png(summary: list[dict[str, Any]], rows: list[dict[str, Any]], test
     draw.line([(x0, y0), (x0, y1), (x1, y1)], fill=AXIS_RGB)
     draw.text(((x0 + x1) / 2, 14), f"verification accuracy on {test_set} (bars: mean over seeds, red: "
               "95% interval, dots: seeds)", fill=AXIS_RGB, font=font, anchor="mt")
-    _vertical_text(img, (18, (y0 + y1) / 2), "accuracy", font)
+    vertical_text(img, (18, (y0 + y1) / 2), "accuracy", font)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

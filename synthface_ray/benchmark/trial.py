@@ -65,7 +65,8 @@ def train_config(spec: TrialSpec, arm: str, seed: int, sources: list[tuple[str, 
 
     forced = {"data.path": None, "data.sources": [{"path": p, "weight": w} for p, w in sources],
               "holdout.identities": 0, "holdout.source": 0, "run.seed": seed,
-              "run.storage_path": folder, "run.name": FR_RUN, "export.path": None, "num_classes": None,
+              "run.storage_path": folder, "run.name": FR_RUN, "export.path": None, "export.onnx": False,
+              "num_classes": None,
               "storage": config.to_dict(spec.cfg.storage, redact=False)}
     data = config.apply_dotted(train_dict(spec, arm), forced)
     try:

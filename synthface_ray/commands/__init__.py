@@ -1,1 +1,1 @@
-"""``synthface`` subcommands: each module defines ``Config``, ``run``, ``HELP``, ``EXAMPLES``, ``SHORTCUTS``."""
+"""``synthface`` subcommands: each module defines ``Config`` and ``run``; ``catalog`` holds their help and flags."""

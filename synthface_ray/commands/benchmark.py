@@ -12,13 +12,6 @@ import sys
 from synthface_ray.benchmark.config import Config
 from synthface_ray.commands.common import print_dry_run
 
-HELP = "train FR on each training set (arm) x seeds, verify on unseen real identities: the utility benchmark"
-EXAMPLES = """\
-  synthface benchmark --config jobs/benchmark_toyfaces.yaml          # after `synthface demo` (make benchmark)
-  synthface benchmark --config jobs/benchmark.yaml --set seeds=[0,1,2,3,4] --set resources.concurrent=4
-  synthface benchmark --config jobs/benchmark_toyfaces.yaml --set output.path=s3://bucket/bench --dry-run"""
-SHORTCUTS = {"--out": "output.path", "--name": "output.name"}
-
 __all__ = ["Config", "run"]
 
 

@@ -11,11 +11,6 @@ from synthface_ray.commands.common import print_dry_run
 from synthface_ray.config import ConfigError
 from synthface_ray.storage import StorageConfig
 
-HELP = "linear CKA between a generator's condition space and FR class centres"
-EXAMPLES = """\
-  synthface cka --generator runs/train/toyfaces-generator/export --identities runs/toyfaces-centres.parquet"""
-SHORTCUTS = {"--generator": "input.generator", "--identities": "input.identities"}
-
 
 @dataclass
 class InputSection:

@@ -1,8 +1,7 @@
-"""Pieces shared by the commands: output section, resolved-config writing, progress."""
+"""Pieces shared by the commands: output section, resolved-config writing, Parquet files, dry runs."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,18 +60,36 @@ def read_parquet(loc: Location, key: str = "", made_by: str = ""):
         raise ValueError(f"{where}{loc.uri} is not a Parquet file ({detail}); {fix}") from None
 
 
-def write_parquet(table, loc: Location) -> None:
-    """Write one Parquet file atomically (a hidden temp file renamed or uploaded at the end)."""
+#: Parquet key-value metadata key of a single-file output's resolved config (a file has no folder
+#: for config.yaml): ``pyarrow.parquet.read_schema(path).metadata[b"synthface.config"]``
+CONFIG_METADATA_KEY = b"synthface.config"
+
+
+def write_parquet(table, loc: Location, cfg: Any = None, command: str = "") -> None:
+    """Write one Parquet file atomically (a hidden temp file renamed or uploaded at the end); with
+    ``cfg``, its resolved config goes into the file's metadata under :data:`CONFIG_METADATA_KEY`."""
     import pyarrow.parquet as pq
 
+    if cfg is not None:
+        metadata = dict(table.schema.metadata or {})
+        metadata[CONFIG_METADATA_KEY] = resolved_config_text(cfg, command).encode("utf-8")
+        table = table.replace_schema_metadata(metadata)
     with storage.atomic_local_path(loc) as tmp:
         pq.write_table(table, tmp)
 
 
+#: the resolved config every output folder gets
+CONFIG_FILE = "config.yaml"
+
+
+def resolved_config_text(cfg: Any, command: str) -> str:
+    """The resolved config (secrets redacted) as YAML that re-runs the job with ``--config``."""
+    return f"# resolved config of `synthface {command}`; re-run with --config this-file\n" + config.dump_yaml(cfg)
+
+
 def write_resolved_config(loc: Location, cfg: Any, command: str) -> None:
-    """Save the resolved config (secrets redacted) as ``config.yaml`` beside an output."""
-    text = f"# resolved config of `synthface {command}`; re-run with --config this-file\n"
-    storage.atomic_write_text(loc.join("config.yaml"), text + config.dump_yaml(cfg))
+    """Save the resolved config as ``config.yaml`` in the output folder ``loc`` (atomically)."""
+    storage.atomic_write_text(loc.join(CONFIG_FILE), resolved_config_text(cfg, command))
 
 
 def print_dry_run(command: str, cfg: Any, plan: list[str]) -> None:
@@ -84,12 +101,3 @@ def print_dry_run(command: str, cfg: Any, plan: list[str]) -> None:
     print("# plan:")
     for line in plan:
         print(f"#   {line}")
-
-
-def progress(total: int | None, desc: str, unit: str = "img"):
-    """A tqdm progress bar on stderr; in logs (not a terminal) a line every 10 s instead."""
-    from tqdm.auto import tqdm
-
-    tty = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=tty,
-                mininterval=1.0 if tty else 10.0, ascii=not tty)

@@ -9,11 +9,6 @@ from synthface_ray.commands.fr_common import ModelSection, embed_faces
 from synthface_ray.config import ConfigError
 from synthface_ray.storage import StorageConfig
 
-HELP = "embed a labelled faces set with an FR backbone; write its class centres as identities"
-EXAMPLES = """\
-  synthface embed --model runs/fr/export --data runs/toyfaces --out runs/toyfaces-identities.parquet"""
-SHORTCUTS = {"--model": "model.path", "--data": "input.path", "--out": "output.path"}
-
 
 @dataclass
 class InputSection:
@@ -43,6 +38,6 @@ def run(cfg: Config, dry_run: bool = False) -> int:
                               cfg.input.allow_incomplete)
     ids, centres = class_centers(emb, labels)
     table = identities_table(ids, centres, CLASS_CENTER)
-    write_parquet(table, out)
+    write_parquet(table, out, cfg, "embed")
     print(f"wrote {table.num_rows} class centres ({centres.shape[1]}-d) of {len(labels)} images to {out.uri}")
     return 0

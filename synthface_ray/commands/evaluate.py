@@ -1,5 +1,5 @@
 """``synthface evaluate``: the evaluation suite on a labelled faces set under an FR model ->
-``report.md``, ``metrics.json``, ``histogram.png``, ``grid.png``."""
+``report.md``, ``metrics.json``, ``histogram.png``, ``det.png``, ``grid.png``, ``config.yaml``."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from synthface_ray import storage
-from synthface_ray.commands.common import FileOutput, print_dry_run
+from synthface_ray.commands.common import (
+    CONFIG_FILE,
+    FileOutput,
+    print_dry_run,
+    resolved_config_text,
+)
 from synthface_ray.commands.fr_common import ModelSection
 from synthface_ray.config import ConfigError, check_range
 from synthface_ray.storage import StorageConfig
 
-HELP = "identity separability (EER, FMR, FDR, d'), verification, diversity, uniqueness, leakage -> report"
-EXAMPLES = """\
-  synthface evaluate --data runs/generated --model runs/train/toyfaces-fr/export --out runs/eval
-  synthface evaluate --config jobs/evaluate.yaml --set leakage.real=runs/real-centres.parquet --set leakage.tau=0.4"""
-SHORTCUTS = {"--data": "data.path", "--model": "model.path", "--out": "output.path"}
 REPORT_MARKER = "report.md"
 
 
@@ -84,6 +84,18 @@ class LeakageSection:
 
 
 @dataclass
+class FrechetSection:
+    """Fréchet distance (Heusel et al. 2017 eq. 6) between the Gaussians of the data's features and
+    a ``reference`` faces set's (e.g. held-out real images; null = off). The features are the
+    L2-normalised embeddings of ``model`` (an FR export; null = ``model.path``) of every decoded
+    image of each set. Comparable only between reports with the same features and similar counts."""
+
+    reference: str | None = None
+    model: str | None = None
+    allow_incomplete: bool = False  # read a reference without its manifest, with a warning
+
+
+@dataclass
 class GridSection:
     identities: int = 8
     images: int = 8
@@ -98,6 +110,7 @@ class Config:
     diversity: DiversitySection = field(default_factory=DiversitySection)
     uniqueness: UniquenessSection = field(default_factory=UniquenessSection)
     leakage: LeakageSection = field(default_factory=LeakageSection)
+    frechet: FrechetSection = field(default_factory=FrechetSection)
     grid: GridSection = field(default_factory=GridSection)
     output: FileOutput = field(default_factory=FileOutput)  # the report folder
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -107,15 +120,15 @@ def collect(cfg: Config, embedder):
     """One pass over the data: embeddings and labels of every image, pixels of at most
     ``diversity.pixel_max_per_class`` images per identity, and ``fr_cosine`` if present (rows
     of corrupt images dropped); returns ``(inputs, decode report)``."""
-    from synthface_ray.commands.common import progress
     from synthface_ray.data import faces
     from synthface_ray.data.loader import iter_training_batches
     from synthface_ray.data.transforms import DecodeReport, from_model_range
     from synthface_ray.evaluate.report import EvaluationInputs, first_per_label
+    from synthface_ray.progress import progress_bar
 
     cap, taken, report = cfg.diversity.pixel_max_per_class, {}, DecodeReport()
     embs, labels, pixels, pixel_labels = [], [], [], []
-    with progress(None, "evaluate") as bar:
+    with progress_bar(None, "evaluate") as bar:
         for batch in iter_training_batches(cfg.data.path, cfg.model.batch_size, embedder.config.input_size,
                                            cfg=cfg.storage, strict=cfg.data.strict, report=report,
                                            allow_incomplete=cfg.data.allow_incomplete, key="data.allow_incomplete"):
@@ -139,12 +152,42 @@ def collect(cfg: Config, embedder):
                             np.concatenate(pixel_labels), fr_cos), report
 
 
+def frechet(cfg: Config, inputs, embedder) -> dict:
+    """``metrics["frechet"]``: the distance, what the features are, the image counts, and a
+    warning when a set has fewer images than feature dimensions (singular covariance estimates)."""
+    from synthface_ray.commands.fr_common import ModelSection, embed_faces
+    from synthface_ray.evaluate.frechet import frechet_distance_of
+
+    f = cfg.frechet
+    model = f.model or cfg.model.path
+    if f.model:  # other features than the report's: embed the data again with that model
+        embedder = ModelSection(f.model, cfg.model.device, cfg.model.batch_size).load()
+        data, _ = embed_faces(embedder, cfg.data.path, cfg.storage, cfg.model.batch_size,
+                              cfg.data.allow_incomplete, "data.allow_incomplete")
+    else:
+        data = inputs.embeddings
+    ref, _ = embed_faces(embedder, f.reference, cfg.storage, cfg.model.batch_size, f.allow_incomplete,
+                         "frechet.allow_incomplete")
+    dim = data.shape[1]
+    out = {"distance": frechet_distance_of(data, ref), "reference": f.reference,
+           "features": f"{model} embeddings ({dim}-d, L2-normalised)", "images": int(len(data)),
+           "reference_images": int(len(ref))}
+    if min(len(data), len(ref)) <= dim:
+        out["warning"] = (f"{min(len(data), len(ref))} images for {dim}-d features: the covariance estimates "
+                          "are singular and the distance biased upward; compare only at equal image counts")
+    return out
+
+
 def _check(cfg: Config) -> None:
     if not cfg.data.path or not cfg.model.path:
         raise ConfigError("data.path and model.path are required (--data, --model)")
     if cfg.leakage.real and cfg.leakage.tau is None:
         raise ConfigError("leakage.real is set but leakage.tau is not: give the cosine above which "
                           "a synthetic identity counts as leaked (e.g. 0.4)")
+    ref = cfg.frechet.reference
+    if ref and not storage.exists(storage.resolve(ref, cfg.storage)):
+        raise ConfigError(f"frechet.reference={ref} does not exist: give a faces dataset (e.g. held-out real "
+                          "images written by `synthface toyfaces` or `synthface import`)")
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
@@ -153,20 +196,31 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     _check(cfg)
     out = cfg.output.location(cfg.storage, "output.path (--out, the report folder)")
     if dry_run:
-        print_dry_run("evaluate", cfg, [f"embed {cfg.data.path} with {cfg.model.path}",
-                                        f"write report.md, metrics.json, histogram.png, grid.png to {out.uri}"])
+        fd = ([f"Frechet distance to {cfg.frechet.reference} in the embeddings of "
+               f"{cfg.frechet.model or cfg.model.path}"] if cfg.frechet.reference else [])
+        print_dry_run("evaluate", cfg, [f"embed {cfg.data.path} with {cfg.model.path}", *fd,
+                                        f"write report.md, metrics.json, histogram.png, det.png, grid.png, "
+                                        f"config.yaml to {out.uri}"])
         return 0
-    inputs, decoded = collect(cfg, cfg.model.load())
+    embedder = cfg.model.load()
+    inputs, decoded = collect(cfg, embedder)
     metrics, sep = compute_metrics(inputs, cfg)
+    if cfg.frechet.reference:
+        metrics["frechet"] = frechet(cfg, inputs, embedder)
     metrics["skipped_images"] = decoded.skipped
     metrics["skipped_rows"] = decoded.rows
     with tempfile.TemporaryDirectory(prefix="synthface-eval-") as tmp:
         write_report(Path(tmp), metrics, sep, inputs, cfg.data.path, cfg.model.path,
                      (cfg.grid.identities, cfg.grid.images))
+        (Path(tmp) / CONFIG_FILE).write_text(resolved_config_text(cfg, "evaluate"), encoding="utf-8")
         storage.publish_dir(tmp, out, marker=REPORT_MARKER)
     print(sep.summary())
     if "verification" in metrics:
         v = metrics["verification"]
         print(f"verification: accuracy {v['accuracy']:.4f} +- {v['accuracy_std']:.4f}, EER {v['eer']:.4f}")
+    if "frechet" in metrics:
+        fd = metrics["frechet"]
+        print(f"Frechet distance to {fd['reference']}: {fd['distance']:.4f} ({fd['features']}; "
+              f"{fd['images']} vs {fd['reference_images']} images)")
     print(f"report: {out.join(REPORT_MARKER).uri}")
     return 0

@@ -9,14 +9,6 @@ from synthface_ray import storage
 from synthface_ray.commands.common import print_dry_run, write_resolved_config
 from synthface_ray.generate.config import Config
 
-HELP = "generate the planned images on a Ray Data actor pool -> Parquet shards + manifest.json (resumable)"
-EXAMPLES = """\
-  synthface generate --config jobs/generate.yaml
-  synthface generate --config jobs/generate.yaml --set output.path=s3://bucket/generated --set pool.actors=8
-  synthface generate --plan runs/plan.parquet --generator runs/train/gen/export --set sampler.recipe=scoremix_cfg"""
-SHORTCUTS = {"--plan": "input.plan", "--generator": "model.generator", "--fr": "model.fr",
-             "--out": "output.path", "--name": "output.name"}
-
 __all__ = ["Config", "run"]
 
 

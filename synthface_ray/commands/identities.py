@@ -12,13 +12,6 @@ from synthface_ray.config import ConfigError, check_choice, check_range, check_s
 from synthface_ray.data.identities import read_identities
 from synthface_ray.storage import StorageConfig
 
-HELP = "identity embeddings (random, PCA Gaussian, class centres, empty-context FR) + uniqueness filter"
-EXAMPLES = """\
-  synthface identities --config jobs/identities.yaml
-  synthface identities --set source.kind=random --set source.count=100000 --set filter.tau=0.3 --out runs/ids.parquet
-  synthface identities --set source.kind=pca_gaussian --set source.real=runs/real-centres.parquet --set filter.leakage_tau=0.4 --out runs/ids.parquet"""
-SHORTCUTS = {"--out": "output.path", "--kind": "source.kind"}
-
 KINDS = ("random", "pca_gaussian", "class_centers", "uncond_fr")
 #: measured peak memory per embedding value while drawing (float64 draws normalised to float32)
 VALUE_BYTES = 20
@@ -159,7 +152,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     ids, emb, origin = _make(cfg)
     keep, lines = _filter(cfg, emb)
     table = identities_table(ids[keep], emb[keep], origin)
-    write_parquet(table, out)
+    write_parquet(table, out, cfg, "identities")
     for line in lines:
         print(line)
     print(f"wrote {table.num_rows} of {len(emb)} {origin} identities ({emb.shape[1]}-d) to {out.uri}")

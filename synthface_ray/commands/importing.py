@@ -13,13 +13,6 @@ from synthface_ray.data.formats import IMPORTERS, import_faces
 from synthface_ray.data.formats.common import ImportOptions
 from synthface_ray.storage import StorageConfig
 
-HELP = "import image folders or insightface RecordIO (train.rec/.idx) into a faces table"
-EXAMPLES = """\
-  synthface import --format folders --from /data/casia --out runs/casia
-  synthface import --format recordio --from s3://bucket/ms1m/train.rec --out s3://bucket/ms1m-faces
-  synthface import --format folders --from imgs/ --out runs/faces --set input.resolution=32 --set input.strict=true"""
-SHORTCUTS = {"--format": "input.format", "--from": "input.path", "--out": "output.path"}
-
 
 @dataclass
 class InputConfig(ImportOptions):

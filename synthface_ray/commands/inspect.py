@@ -13,13 +13,6 @@ from synthface_ray.data import faces, schema
 from synthface_ray.data.transforms import DecodeReport, decode_column
 from synthface_ray.storage import StorageConfig
 
-HELP = "summarise a faces dataset: rows, identities, sources, schema, decodability"
-EXAMPLES = """\
-  synthface inspect runs/toyfaces
-  synthface inspect s3://bucket/generated --set input.check_images=true"""
-SHORTCUTS = {"--from": "input.path"}
-POSITIONAL = "input.path"
-
 
 @dataclass
 class InputConfig:

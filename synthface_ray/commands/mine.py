@@ -7,16 +7,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synthface_ray import storage
-from synthface_ray.commands.common import FileOutput, print_dry_run
+from synthface_ray.commands.common import (
+    CONFIG_FILE,
+    FileOutput,
+    print_dry_run,
+    resolved_config_text,
+)
 from synthface_ray.config import ConfigError, check_choice, check_range
+from synthface_ray.progress import progress_bar
 from synthface_ray.storage import StorageConfig
 
-HELP = "mine ScoreMix pairs/m-plets and negative identities (faiss) -> mixes.parquet, negatives.parquet"
-EXAMPLES = """\
-  synthface mine --config jobs/mine.yaml
-  synthface mine --identities runs/ids.parquet --out runs/mining --set pairs.count=500 --set negatives.strategy=far
-  synthface mine --identities runs/centres.parquet --out runs/mining --set pairs.space=condition --set input.generator=runs/train/gen/export"""
-SHORTCUTS = {"--identities": "input.identities", "--out": "output.path"}
 # output folder: mixes.parquet, negatives.parquet and mining.json (written last: the folder is
 # complete only with it)
 MIXES_FILE, NEGATIVES_FILE, SUMMARY_FILE = "mixes.parquet", "negatives.parquet", "mining.json"
@@ -99,13 +99,15 @@ def _mixes(cfg: Config, ids: np.ndarray, emb: np.ndarray):
         if not cfg.input.generator:
             raise ConfigError("pairs.space=condition needs input.generator (a generator export)")
         space = condition_space(cfg.input.generator, ids, emb)
-    if p.m == 2:
-        members = select_pairs(space, p.count, p.strategy, p.max_per_identity, use_gpu=cfg.use_gpu)
-        dist = pair_distance(space, members)
-    else:
-        objective = "sum_max" if p.strategy == "dist" else "sum_min"
-        members, dist = select_mplets(space, p.m, p.count, objective, p.max_per_identity,
-                                      use_gpu=cfg.use_gpu)
+    with progress_bar(p.count, f"mine {'pairs' if p.m == 2 else f'{p.m}-plets'}", unit="mix") as bar:
+        if p.m == 2:
+            members = select_pairs(space, p.count, p.strategy, p.max_per_identity, use_gpu=cfg.use_gpu,
+                                   on_accept=bar.update)
+            dist = pair_distance(space, members)
+        else:
+            objective = "sum_max" if p.strategy == "dist" else "sum_min"
+            members, dist = select_mplets(space, p.m, p.count, objective, p.max_per_identity,
+                                          use_gpu=cfg.use_gpu, on_accept=bar.update)
     start = int(ids.max()) + 1 if p.id_offset is None else p.id_offset
     lam = np.full(p.m, 1.0 / p.m, np.float32)
     return pa.table({
@@ -145,6 +147,7 @@ def _publish(cfg: Config, out, tables: dict) -> None:
             pq.write_table(table, Path(tmp) / name)
         summary = {"config": to_dict(cfg), "rows": {k: t.num_rows for k, t in tables.items()}}
         (Path(tmp) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (Path(tmp) / CONFIG_FILE).write_text(resolved_config_text(cfg, "mine"), encoding="utf-8")
         storage.publish_dir(tmp, out, marker=SUMMARY_FILE)
 
 

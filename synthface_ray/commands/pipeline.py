@@ -13,12 +13,6 @@ from dataclasses import dataclass, field
 from synthface_ray import config, storage
 from synthface_ray.storage import StorageConfig
 
-HELP = "run a chain of job files (train, mine, plan, generate, evaluate) in order; reuses finished steps"
-EXAMPLES = """\
-  synthface pipeline --config jobs/pipeline.yaml
-  synthface pipeline --config jobs/pipeline.yaml --set pipeline.root=s3://bucket/run1
-  synthface submit jobs/pipeline.yaml --address http://127.0.0.1:8265     # the whole chain as one Ray job"""
-SHORTCUTS = {"--root": "pipeline.root"}
 #: commands that cannot be a step (they run or submit steps themselves)
 NOT_A_STEP = ("pipeline", "demo", "submit")
 

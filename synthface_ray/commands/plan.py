@@ -11,11 +11,6 @@ from synthface_ray.commands.common import FileOutput, print_dry_run, read_parque
 from synthface_ray.config import ConfigError, check_range, check_seed
 from synthface_ray.storage import StorageConfig
 
-HELP = "build the generation plan (row_id, identity, mix, negative, per-row seed) -> plan.parquet"
-EXAMPLES = """\
-  synthface plan --identities runs/ids.parquet --mining runs/mining --out runs/plan.parquet --set plan.images_per_identity=20"""
-SHORTCUTS = {"--identities": "input.identities", "--mining": "input.mining", "--out": "output.path"}
-
 
 @dataclass
 class InputSection:
@@ -97,7 +92,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     check_plan_size(len(ids), cfg.plan.images_per_identity, len(mixes), cfg.plan.images_per_mix)
     table = plan_rows(ids, cfg.plan.images_per_identity, negative_of, mixes,
                       cfg.plan.images_per_mix, cfg.plan.seed)
-    write_parquet(table, out)
+    write_parquet(table, out, cfg, "plan")
     print(f"wrote a plan of {table.num_rows} rows ({len(ids)} identities x "
           f"{cfg.plan.images_per_identity}, {len(mixes)} mixes x {cfg.plan.images_per_mix}; "
           f"{len(negative_of)} identities with a negative) to {out.uri}")

@@ -14,14 +14,6 @@ from synthface_ray.config import check_range
 from synthface_ray.ops import submission as sub
 from synthface_ray.ops.jobfile import load_job
 
-HELP = "submit a job file (jobs/*.yaml) to a Ray cluster through the Jobs API; stable id, resumable"
-EXAMPLES = """\
-  synthface submit jobs/generate.yaml --address http://127.0.0.1:8265
-  synthface submit jobs/generate.yaml --address http://127.0.0.1:8265 --set submit.job_sets='["pool.actors=8"]'
-  synthface submit jobs/train_fr.yaml --set submit.follow=true       # stream the logs until it ends"""
-SHORTCUTS = {"--address": "submit.address", "--working-dir": "submit.working_dir"}
-POSITIONAL = "submit.job"
-
 
 @dataclass
 class SubmitSection:

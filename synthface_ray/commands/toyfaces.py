@@ -10,21 +10,13 @@ from synthface_ray import config, storage
 from synthface_ray.commands.common import (
     OutputConfig,
     print_dry_run,
-    progress,
     write_resolved_config,
 )
 from synthface_ray.data.faces import FacesWriter
 from synthface_ray.data.toyfaces import ToyFacesConfig, grid_image, iter_toyfaces
 from synthface_ray.limits import check_disk
+from synthface_ray.progress import progress_bar
 from synthface_ray.storage import StorageConfig
-
-HELP = "render the embedded ToyFaces dataset (faces table + grid.png)"
-EXAMPLES = """\
-  synthface toyfaces                                    # 64 identities x 16 images -> runs/toyfaces
-  synthface toyfaces --out s3://bucket/toyfaces --set toyfaces.identities=1000
-  synthface toyfaces --out runs/unseen --set toyfaces.first_identity=100   # new people (a test set)
-  synthface toyfaces --set toyfaces.resolution=64 --set toyfaces.difficulty=0.8 --dry-run"""
-SHORTCUTS = {"--out": "output.path"}
 
 
 @dataclass
@@ -66,7 +58,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     check_disk("toyfaces.identities x toyfaces.images_per_identity", out, total, first.nbytes / first.num_rows,
                "lower them, or write to a disk with more space (--out)")
     writer = FacesWriter(out, cfg.output.rows_per_shard, cfg.output.overwrite)
-    with progress(total, "toyfaces") as bar:
+    with progress_bar(total, "toyfaces") as bar:
         for table in itertools.chain([first], tables):
             writer.write(table)
             bar.update(table.num_rows)

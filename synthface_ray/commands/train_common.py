@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from synthface_ray.commands.common import print_dry_run
+from synthface_ray.commands.common import print_dry_run, write_resolved_config
 
 
 def global_batch_line(cfg) -> str:
@@ -37,8 +37,11 @@ def run_training(command: str, task_name: str, cfg, dry_run: bool,
         return 0, None
     import ray.train
 
+    def save_config(checked) -> None:  # once the checks passed: the run folder's config.yaml (a resume rewrites it)
+        write_resolved_config(checked.run_dir(), cfg, command)
+
     try:
-        return 0, job.fit(task, cfg)
+        return 0, job.fit(task, cfg, on_ready=save_config)
     except ray.train.TrainingFailedError as exc:
         print(f"synthface {command}: training failed: {exc}\nCheckpoints so far are in "
               f"{cfg.run_dir().uri}; run the same command again to resume from the latest one.",

@@ -10,14 +10,6 @@ from synthface_ray.commands.train_common import (
 )
 from synthface_ray.train.recognition import TrainFRConfig as Config
 
-HELP = "train the FR model: IResNet + ArcFace/CosFace margin (Ray Train + DeepSpeed)"
-EXAMPLES = """\
-  synthface toyfaces --config jobs/toyfaces_fr.yaml                # 600 identities x 20 images
-  synthface train-fr --config jobs/train_fr.yaml                   # 500 trained, 100 held out
-  synthface train-fr --config jobs/train_fr.yaml --set optim.max_steps=50 --dry-run
-  synthface train-fr --config jobs/train_fr.yaml --data runs/other --name fr-other"""
-SHORTCUTS = {"--data": "data.path", "--name": "run.name"}
-
 __all__ = ["Config", "run"]
 
 

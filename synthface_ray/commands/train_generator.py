@@ -10,13 +10,6 @@ from synthface_ray.commands.train_common import (
 )
 from synthface_ray.train.generator import TrainGeneratorConfig as Config
 
-HELP = "train the identity-conditioned diffusion generator (Ray Train + DeepSpeed)"
-EXAMPLES = """\
-  synthface train-generator --config jobs/train_generator.yaml      # ToyFaces, 2 CPU workers, ZeRO-2
-  synthface train-generator --config jobs/train_generator.yaml --set optim.max_steps=50 --dry-run
-  synthface train-generator --config jobs/train_generator_casia.yaml  # 8 GPUs, latent, bf16"""
-SHORTCUTS = {"--data": "data.path", "--name": "run.name"}
-
 __all__ = ["Config", "run"]
 
 

@@ -16,11 +16,6 @@ from synthface_ray.config import ConfigError
 from synthface_ray.ops.local_ray import init_ray
 from synthface_ray.tune.config import Config
 
-HELP = "Ray Tune sweep of sampler/plan knobs (ASHA, Optuna) -> results, plots, best job YAML"
-EXAMPLES = """\
-  synthface tune --config tuning/demo_lambda_wmax.yaml
-  synthface tune --config tuning/demo_lambda_wmax.yaml --set search.samples=16 --set output.path=s3://bucket/tune"""
-SHORTCUTS = {"--job": "job", "--out": "output.path", "--name": "output.name"}
 SWEEP_FILE = "sweep.json"
 
 __all__ = ["Config", "run"]

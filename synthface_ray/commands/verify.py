@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from synthface_ray import storage
+from synthface_ray import config, storage
 from synthface_ray.commands.common import print_dry_run
 from synthface_ray.commands.fr_common import ModelSection, embed_faces
 from synthface_ray.config import ConfigError, check_range
@@ -19,12 +19,6 @@ from synthface_ray.evaluate.verification import (
     verify,
 )
 from synthface_ray.storage import StorageConfig
-
-HELP = "verification accuracy (10-fold), EER and TAR@FAR of an FR backbone"
-EXAMPLES = """\
-  synthface verify --model runs/fr/export --data runs/toyfaces-heldout      # pairs from its identities
-  synthface verify --model runs/fr/export --data /data/lfw.bin --set output.path=runs/lfw.json"""
-SHORTCUTS = {"--model": "model.path", "--data": "input.path"}
 
 
 @dataclass
@@ -93,7 +87,8 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     if cfg.output.path:
-        report = {"input": cfg.input.path, "model": cfg.model.path, **asdict(result), "warnings": warnings}
+        report = {"input": cfg.input.path, "model": cfg.model.path, **asdict(result), "warnings": warnings,
+                  "config": config.to_dict(cfg)}  # its resolved config, secrets redacted
         storage.atomic_write_text(storage.resolve(cfg.output.path, cfg.storage),
                                   json.dumps(report, indent=2) + "\n")
         print(f"report: {cfg.output.path}")

@@ -1,8 +1,10 @@
 """Faces tables on disk or S3: sharded Parquet plus a manifest written last.
 
-A faces dataset is a directory (or S3 prefix) of ``part-NNNNN.parquet`` shards and a
-``manifest.json`` listing them. The manifest is written after every shard is complete, so its
-presence is what marks a dataset complete; readers given a directory use it when present and
+A faces dataset is a directory (or S3 prefix) of ``part-NNNNN.parquet`` shards, a ``README.md``
+dataset card (for Hugging Face ``datasets``: ``load_dataset(folder)`` reads the shards, and only
+them, see :func:`dataset_card`) and a ``manifest.json`` listing the shards. The manifest is written
+after every shard is complete (the card just before it), so its presence is what marks a dataset
+complete; readers given a directory use it when present and
 refuse a folder of our shards without it (an interrupted run) unless told to read it anyway. A
 single Parquet file, or a directory of Parquet files from another tool, is read as well.
 """
@@ -27,7 +29,10 @@ from synthface_ray.storage import Location, StorageConfig
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
+CARD = "README.md"
 SHARD_PATTERN = re.compile(r"^part-\d{5}\.parquet$")
+#: the shards' names as a glob, for the dataset card's ``data_files`` (matches :func:`shard_name`)
+SHARD_GLOB = "part-*.parquet"
 FORMAT = "synthface-faces"
 
 
@@ -105,11 +110,16 @@ class FacesWriter:
         return sum(f["rows"] for f in self._files) + self._buffered
 
     def write(self, table: pa.Table) -> None:
+        """Buffer ``table``; every full shard is written. Faces tables are written with
+        :func:`schema.storage_schema` (``image`` an Image for Hugging Face ``datasets``)."""
         if self._schema is None:
+            self._schema = table.schema
             if self.kind == "faces":
                 schema.validate_faces_schema(table.schema, "table to write")
-            self._schema = table.schema
-        elif not table.schema.equals(self._schema):
+                self._schema = schema.storage_schema(table.schema)
+        if self.kind == "faces":
+            schema.check_no_null_images(table, "table to write")
+        if not table.schema.equals(self._schema, check_metadata=True):
             table = table.cast(self._schema)
         self._buffer.append(table)
         self._buffered += table.num_rows
@@ -135,14 +145,40 @@ class FacesWriter:
         return manifest
 
 
+def dataset_card(kind: str, rows: int, shards: int) -> str:
+    """The ``README.md`` of a dataset folder: YAML front matter whose ``configs`` point Hugging
+    Face ``datasets`` at the shards (without it ``load_dataset(folder)`` picks its JSON loader
+    when the sidecar JSON files outnumber the shards), then a short description."""
+    return (
+        "---\n"
+        "configs:\n"
+        "- config_name: default\n"
+        f'  data_files: "{SHARD_GLOB}"\n'
+        "---\n\n"
+        f"# synthface {kind} dataset\n\n"
+        f"{rows} rows in {shards} Parquet shard(s) (`{SHARD_GLOB}`), written by synthface-ray.\n"
+        f"`{MANIFEST}` is written last: without it the dataset is incomplete.\n\n"
+        "Columns: `image` (struct<bytes, path>: PNG/JPEG bytes; a Hugging Face `datasets` Image),\n"
+        "`label` (int64 identity), `source` (int64: 0 real, 1.. synthetic) and any extra columns.\n\n"
+        "```python\n"
+        "import datasets\n"
+        'ds = datasets.load_dataset("path/to/this/folder", split="train")  # ds[0]["image"] is a PIL image\n'
+        "```\n"
+    )
+
+
 def publish_manifest(loc: Location, files: list[dict[str, Any]], table_schema: pa.Schema | None,
                      kind: str = "faces", **metadata: Any) -> dict[str, Any]:
-    """Write ``manifest.json`` (the last write of a dataset: it marks it complete); returns it."""
+    """Write the dataset card (:func:`dataset_card`), then ``manifest.json`` (the last write of a
+    dataset: it marks it complete); returns the manifest. The card names the shards by a glob, so
+    it never makes a folder complete: a folder with a card and no manifest is still refused."""
+    rows = sum(f["rows"] for f in files)
+    storage.atomic_write_text(loc.join(CARD), dataset_card(kind, rows, len(files)))
     manifest = {
         "format": FORMAT,
         "kind": kind,
         "version": 1,
-        "rows": sum(f["rows"] for f in files),
+        "rows": rows,
         "files": files,
         "schema": [f"{f.name}: {f.type}" for f in (table_schema or pa.schema([]))],
         "created_at": _now(),

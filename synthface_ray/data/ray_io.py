@@ -2,7 +2,9 @@
 
 Reading goes through the same storage layer as plain pyarrow. Writing is staged: Ray writes
 shards under a hidden ``.staging-<id>`` prefix, the shards are moved to ``part-NNNNN.parquet`` and
-the manifest is written last, so a killed job never leaves a dataset that looks complete.
+the manifest is written last, so a killed job never leaves a dataset that looks complete. The
+shards get the faces storage schema (``schema.storage_schema``: ``image`` an Image for Hugging
+Face ``datasets``) and the folder its dataset card, as every faces dataset does.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ def write_faces_dataset(ds, uri: str, cfg: StorageConfig | None = None, *, overw
     loc = storage.resolve(uri, cfg)
     arrow_schema = _arrow_schema(ds)
     schema.validate_faces_schema(arrow_schema, "dataset to write")
+    arrow_schema = schema.storage_schema(arrow_schema)
     folder = faces.prepare_output(loc, overwrite)
     staging = folder.join(f".staging-{uuid.uuid4().hex[:12]}")
-    ds.write_parquet(staging.path, filesystem=loc.fs)
+    # every block is cast to the storage schema (Ray's own would drop the Image metadata)
+    ds.write_parquet(staging.path, filesystem=loc.fs, schema=arrow_schema)
     files = []
     for i, src in enumerate(storage.list_files(staging, ".parquet")):
         name = faces.shard_name(i)

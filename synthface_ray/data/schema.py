@@ -6,6 +6,7 @@ writes these tables, so they are spelled once, here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
@@ -16,8 +17,15 @@ LABEL = "label"
 SOURCE = "source"
 IDENTITY = "identity"
 
-#: ``image`` is struct<bytes, path>: the layout Hugging Face ``datasets`` reads as an Image.
+#: ``image`` is struct<bytes, path>: the Arrow storage of a Hugging Face ``datasets`` Image. It is
+#: written as a nullable field with :data:`HF_METADATA` (see :func:`storage_schema`): ``datasets``
+#: decodes it to PIL only then (it ignores its metadata for a non-nullable field).
 IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+
+#: Schema metadata key that Hugging Face ``datasets`` reads its features from.
+HF_METADATA = b"huggingface"
+#: The feature it declares for ``image`` (other columns: ``datasets`` infers them from their Arrow types).
+HF_IMAGE_FEATURE = {"_type": "Image"}
 
 FACES_REQUIRED = {
     IMAGE: IMAGE_TYPE,
@@ -35,9 +43,53 @@ class SchemaError(ValueError):
 
 
 def faces_schema(extra: Sequence[pa.Field] = ()) -> pa.Schema:
-    """The faces schema: required columns first, then ``extra`` fields."""
+    """The faces schema as written: required columns first, then ``extra`` fields; ``image``
+    nullable and declared an Image for Hugging Face ``datasets`` (see :func:`storage_schema`)."""
     fields = [pa.field(name, typ, nullable=False) for name, typ in FACES_REQUIRED.items()]
-    return pa.schema(fields + list(extra))
+    return storage_schema(pa.schema(fields + list(extra)))
+
+
+def hf_metadata(existing: bytes | None = None) -> bytes:
+    """The ``huggingface`` schema metadata declaring ``image`` an Image feature.
+
+    Features that ``existing`` (a previous value of that metadata) declares for other columns
+    are kept; a value that is not such JSON is replaced."""
+    try:
+        meta = json.loads(existing) if existing else {}
+    except (TypeError, ValueError):
+        meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
+    info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
+    features = info.get("features") if isinstance(info.get("features"), dict) else {}
+    meta["info"] = {**info, "features": {**features, IMAGE: HF_IMAGE_FEATURE}}
+    return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+
+
+def storage_schema(table_schema: pa.Schema) -> pa.Schema:
+    """The schema a faces table is written with: ``table_schema`` with ``image`` as
+    :data:`IMAGE_TYPE` in a nullable field and the ``huggingface`` metadata (:func:`hf_metadata`),
+    so that ``datasets`` reads ``image`` as an Image. Other fields and metadata are kept.
+
+    ``image`` stays required: :func:`check_no_null_images` refuses null rows before writing.
+    Raises :class:`SchemaError` when ``table_schema`` has no ``image`` column."""
+    idx = table_schema.get_field_index(IMAGE)
+    if idx < 0:
+        raise SchemaError(f"schema has no '{IMAGE}' column: {', '.join(table_schema.names) or 'no columns'}")
+    field = table_schema.field(idx)
+    out = table_schema.set(idx, pa.field(IMAGE, IMAGE_TYPE, nullable=True, metadata=field.metadata))
+    metadata = dict(table_schema.metadata or {})
+    metadata[HF_METADATA] = hf_metadata(metadata.get(HF_METADATA))
+    return out.with_metadata(metadata)
+
+
+def check_no_null_images(table: pa.Table | pa.RecordBatch, where: str = "table") -> None:
+    """Raise ``ValueError`` when any row's ``image`` is null (the field is nullable on disk, for
+    Hugging Face ``datasets``, but every face row needs its image)."""
+    nulls = table.column(IMAGE).null_count
+    if nulls:
+        raise ValueError(f"{where}: {nulls} of {table.num_rows} rows have a null '{IMAGE}'; "
+                         "every face row needs its encoded image bytes")
 
 
 def _describe(expected: dict[str, pa.DataType]) -> str:
@@ -111,4 +163,5 @@ def faces_table(
             raise ValueError(f"faces_table: extra column '{name}' has {len(col)} rows, expected {n}")
         columns[name] = col
     table = pa.table(columns)
+    check_no_null_images(table, "faces_table")
     return table.cast(faces_schema(list(table.schema)[3:]))

@@ -69,13 +69,13 @@ def _nice_step(span: float, target: int = 5) -> float:
     return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
 
 
-def _ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
     step = _nice_step(hi - lo, target)
     first = math.ceil(lo / step - 1e-9)
     return [round(k * step, 10) for k in range(first, int(math.floor(hi / step + 1e-9)) + 1)]
 
 
-def _font(size: int):
+def load_font(size: int):
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: fixed-size bitmap font
@@ -86,11 +86,11 @@ def _draw_axes(draw: ImageDraw.ImageDraw, box, xr, ymax, font) -> None:
     x0, y0, x1, y1 = box
     sx = lambda v: x0 + (v - xr[0]) / (xr[1] - xr[0]) * (x1 - x0)  # noqa: E731
     sy = lambda v: y1 - v / ymax * (y1 - y0)  # noqa: E731
-    for v in _ticks(0.0, ymax):
+    for v in nice_ticks(0.0, ymax):
         draw.line([(x0, sy(v)), (x1, sy(v))], fill=GRID_RGB)
         draw.line([(x0 - 5, sy(v)), (x0, sy(v))], fill=AXIS_RGB)
         draw.text((x0 - 8, sy(v)), f"{v:g}", fill=AXIS_RGB, font=font, anchor="rm")
-    for v in _ticks(*xr, target=7):
+    for v in nice_ticks(*xr, target=7):
         draw.line([(sx(v), y1), (sx(v), y1 + 5)], fill=AXIS_RGB)
         draw.text((sx(v), y1 + 8), f"{v:g}", fill=AXIS_RGB, font=font, anchor="mt")
     draw.line([(x0, y0), (x0, y1), (x1, y1)], fill=AXIS_RGB, width=1)
@@ -98,7 +98,7 @@ def _draw_axes(draw: ImageDraw.ImageDraw, box, xr, ymax, font) -> None:
               anchor="mt")
 
 
-def _vertical_text(img: Image.Image, centre, text: str, font) -> None:
+def vertical_text(img: Image.Image, centre, text: str, font) -> None:
     """``text`` rotated 90 degrees counter-clockwise, centred at ``centre``."""
     left, top, right, bottom = ImageDraw.Draw(img).textbbox((0, 0), text, font=font)
     label = Image.new("L", (int(right - left) + 2, int(bottom - top) + 2), 0)
@@ -142,7 +142,7 @@ def _draw_legend(draw, x1: float, y0: float, entries, font) -> None:
         draw.text((left + 26, y), label, fill=AXIS_RGB, font=font, anchor="lm")
 
 
-def _save(img: Image.Image, path_or_buffer) -> None:
+def save_png(img: Image.Image, path_or_buffer) -> None:
     if path_or_buffer is None:
         return
     if isinstance(path_or_buffer, str | Path):
@@ -178,10 +178,10 @@ def score_histogram_png(genuine, impostor, path_or_buffer=None,
     thr = eer_threshold(gc, ic)
     img = Image.new("RGB", size, (255, 255, 255))
     draw = ImageDraw.Draw(img, "RGBA")
-    font, title_font = _font(13), _font(16)
+    font, title_font = load_font(13), load_font(16)
     box = (MARGIN[0], MARGIN[1], size[0] - MARGIN[2], size[1] - MARGIN[3])
     _draw_axes(draw, box, (lo, hi), ymax, font)
-    _vertical_text(img, (16, (box[1] + box[3]) / 2), "fraction of pairs per bin", font)
+    vertical_text(img, (16, (box[1] + box[3]) / 2), "fraction of pairs per bin", font)
     _draw_bars(draw, box, ih, ymax, IMPOSTOR_RGB)
     _draw_bars(draw, box, gh, ymax, GENUINE_RGB)
     if lo <= thr <= hi:
@@ -191,8 +191,8 @@ def score_histogram_png(genuine, impostor, path_or_buffer=None,
     _draw_legend(draw, box[2], box[1], [(f"genuine (n={int(gc.sum()):,})", GENUINE_RGB),
                                         (f"impostor (n={int(ic.sum()):,})", IMPOSTOR_RGB),
                                         (f"EER threshold {thr:.3f}", EER_RGB)], font)
-    _save(img, path_or_buffer)
+    save_png(img, path_or_buffer)
     return img
 
 
-__all__ = ["score_histogram_png"]
+__all__ = ["load_font", "save_png", "nice_ticks", "score_histogram_png", "vertical_text"]

@@ -1,6 +1,6 @@
 """The evaluation report of a labelled (real or generated) faces set under an FR model: all the
 suite's metrics in one dict, and the report folder (``metrics.json``, ``report.md``,
-``histogram.png``, ``grid.png``)."""
+``histogram.png``, ``det.png``, ``grid.png``)."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def report_markdown(metrics: dict[str, Any], data: str, model: str) -> str:
         f"| {s['eer']:.4f} | {s['fmr100']:.4f} | {s['fmr1000']:.4f} | {s['genuine_mean']:.4f} +- "
         f"{s['genuine_std']:.4f} | {s['impostor_mean']:.4f} +- {s['impostor_std']:.4f} | "
         f"{float(s['fdr']):.3f} | {float(s['d_prime']):.3f} |", "",
-        "![score histograms](histogram.png)", "",
+        "![score histograms](histogram.png) ![DET curve](det.png)", "",
     ]
     if "verification" in metrics:
         v = metrics["verification"]
@@ -121,18 +121,26 @@ def report_markdown(metrics: dict[str, Any], data: str, model: str) -> str:
         lk = metrics["leakage"]
         lines.append(f"- leakage: {lk['leaked']} of {lk['total']} class centres above cosine "
                      f"{lk['tau']} to a real identity")
+    if "frechet" in metrics:
+        fd = metrics["frechet"]
+        lines.append(f"- Fréchet distance to `{fd['reference']}`: {fd['distance']:.4f} ({fd['features']}; "
+                     f"{fd['images']} vs {fd['reference_images']} images)"
+                     + (f". **{fd['warning']}**" if "warning" in fd else ""))
     return "\n".join(lines + ["", "![samples](grid.png)", ""])
 
 
 def write_report(folder: Path, metrics: dict[str, Any], sep, inp: EvaluationInputs, data: str,
                  model: str, grid: tuple[int, int]) -> None:
-    """``metrics.json``, ``histogram.png``, ``grid.png`` and ``report.md`` into ``folder``."""
+    """``metrics.json``, ``histogram.png``, ``det.png``, ``grid.png`` and ``report.md`` into ``folder``."""
+    from synthface_ray.evaluate.det import det_curve_png
     from synthface_ray.evaluate.histogram import score_histogram_png
     from synthface_ray.train.preview import to_grid
 
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     score_histogram_png(sep.genuine_counts, sep.impostor_counts, folder / "histogram.png",
                         title="genuine vs impostor cosine scores")
+    det_curve_png(sep.genuine_counts, sep.impostor_counts, folder / "det.png",
+                  title=f"DET curve ({sep.n_genuine} genuine / {sep.n_impostor} impostor pairs)")
     rows, cols = grid
     picks = [np.flatnonzero(inp.pixel_labels == i)[:cols] for i in np.unique(inp.pixel_labels)[:rows]]
     cells = np.zeros((rows * cols, *inp.pixels.shape[1:]), np.uint8)

@@ -15,6 +15,7 @@ twice as many candidates among them, up to all of them (:func:`_run_passes`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,20 +67,25 @@ class _Greedy:
     used: np.ndarray
     chosen: list[list[int]] = field(default_factory=list)
     seen: set[tuple[int, ...]] = field(default_factory=set)
+    on_accept: Callable[[int], object] | None = None  # called with 1 per accepted set (a progress bar's update)
 
     def accept(self, members: list[int]) -> None:
         self.seen.add(tuple(sorted(members)))
         self.used[members] += 1
         self.chosen.append(members)
+        if self.on_accept is not None:
+            self.on_accept(1)
 
 
-def _run_passes(n: int, size: int, wanted: int, c: int, cap: int, one_pass, what: str) -> _Greedy:
+def _run_passes(n: int, size: int, wanted: int, c: int, cap: int, one_pass, what: str,
+                on_accept: Callable[[int], object] | None = None) -> _Greedy:
     """Greedy passes until ``wanted`` sets: the first over all N identities with c candidates
     each; when it ends short, the next runs over the identities still below ``cap`` only, with
     their candidates re-searched among themselves (partners at cap cannot be accepted anyway)
     and twice as many of them, up to all; short after a pass with every available partner a
-    candidate -> :class:`MiningError`. Accepted sets are kept across passes."""
-    state = _Greedy(np.zeros(n, dtype=np.int64))
+    candidate -> :class:`MiningError`. Accepted sets are kept across passes; ``on_accept(1)`` is
+    called for each."""
+    state = _Greedy(np.zeros(n, dtype=np.int64), on_accept=on_accept)
     active = np.arange(n, dtype=np.int64)
     while True:
         one_pass(active, c, state)
@@ -123,7 +129,8 @@ def _pairs_pass(x: np.ndarray, active: np.ndarray, c: int, far: bool, cap: int, 
 
 
 def select_pairs(emb, n_pairs: int, strategy: str = "dist", max_per_identity: int = 1,
-                 candidates: int = 32, use_gpu: str = "auto") -> np.ndarray:
+                 candidates: int = 32, use_gpu: str = "auto",
+                 on_accept: Callable[[int], object] | None = None) -> np.ndarray:
     """ScoreMix pairs: ``n_pairs`` identity pairs (int64 (n_pairs, 2), i < j per row, in the
     greedy acceptance order) far apart (``"dist"``, ScoreMix's best) or close together
     (``"close"``) in the space of ``emb``; no pair repeats and no identity is in more than
@@ -134,6 +141,7 @@ def select_pairs(emb, n_pairs: int, strategy: str = "dist", max_per_identity: in
     candidates among them, up to all (:func:`_run_passes`). :class:`MiningError` when
     ``n_pairs > floor(N * max_per_identity / 2)`` (or > N(N-1)/2), or when even every
     available partner leaves the greedy short (a greedy b-matching is maximal, not maximum).
+    ``on_accept(1)`` per accepted pair (e.g. ``tqdm.update``).
     """
     if strategy not in PAIR_STRATEGIES:
         raise MiningError(f"unknown pair strategy {strategy!r}: expected one of "
@@ -148,7 +156,7 @@ def select_pairs(emb, n_pairs: int, strategy: str = "dist", max_per_identity: in
     def one_pass(active, c, state):
         _pairs_pass(x, active, c, far, cap, int(n_pairs), state, use_gpu)
 
-    state = _run_passes(n, 2, int(n_pairs), min(int(candidates), n - 1), cap, one_pass, "pairs")
+    state = _run_passes(n, 2, int(n_pairs), min(int(candidates), n - 1), cap, one_pass, "pairs", on_accept)
     return np.asarray(state.chosen, dtype=np.int64).reshape(-1, 2)
 
 
@@ -203,7 +211,8 @@ def mplet_sums(x: np.ndarray, mplets: np.ndarray) -> np.ndarray:
 
 
 def select_mplets(emb, m: int, n: int, objective: str = "sum_max", max_per_identity: int = 1,
-                  candidates: int = 32, use_gpu: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+                  candidates: int = 32, use_gpu: str = "auto",
+                  on_accept: Callable[[int], object] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """ScoreMix m-plets (m = 3 triplets, 4 quads): ``n`` sets of m distinct identities whose
     sum of pairwise distances is greedily maximised (``"sum_max"``) or minimised (``"sum_min"``).
 
@@ -212,7 +221,7 @@ def select_mplets(emb, m: int, n: int, objective: str = "sum_max", max_per_ident
     the cap, adding the partner with the largest / smallest sum of distances to the members so
     far. Returns ``(mplets int64 (n, m) seed first, sums float64 (n,))``, ``sums`` the exact
     pairwise-distance sums. Continues with more candidates when short, as
-    :func:`select_pairs` does (:func:`_run_passes`).
+    :func:`select_pairs` does (:func:`_run_passes`). ``on_accept(1)`` per accepted m-plet.
     """
     if objective not in MPLET_OBJECTIVES:
         raise MiningError(f"unknown m-plet objective {objective!r}: expected one of "
@@ -229,7 +238,7 @@ def select_mplets(emb, m: int, n: int, objective: str = "sum_max", max_per_ident
         _mplets_pass(x, active, c, far, cap, int(m), int(n), state, use_gpu)
 
     state = _run_passes(len(x), int(m), int(n), min(int(candidates), len(x) - 1), cap, one_pass,
-                        "mplets")
+                        "mplets", on_accept)
     found = np.asarray(state.chosen, dtype=np.int64).reshape(-1, int(m))
     return found, mplet_sums(x, found)
 

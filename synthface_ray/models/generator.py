@@ -34,6 +34,9 @@ CONDITION_KINDS = ("class", "embedding")
 UNET_DIR, CONDITION_DIR = "unet", "condition"
 CONDITION_WEIGHTS = "condition.safetensors"
 CONFIG_FILE, METADATA_FILE = "generator_config.json", "metadata.json"
+# the diffusers side of an export (written when the metadata names a registered objective)
+SCHEDULER_DIR, MODEL_INDEX = "scheduler", "model_index.json"
+PIPELINE_FILE, CONDITION_MODULE = "synthface_pipeline.py", "synthface_condition.py"
 _P = "generator."  # key prefix in error messages
 
 
@@ -391,6 +394,9 @@ class IdentityGenerator(nn.Module):
         ``condition/`` (``condition.safetensors`` with encoder, empty context and extra
         embeddings; ``generator_config.json``; ``metadata.json`` when ``extra_metadata`` is given,
         e.g. the objective/schedule and training config added by the training code).
+
+        When the metadata names a registered objective, the folder is also a diffusers pipeline
+        (:func:`write_diffusers_files`): ``scheduler/``, ``model_index.json`` and the pipeline code.
         """
         from safetensors.torch import save_file
 
@@ -407,6 +413,9 @@ class IdentityGenerator(nn.Module):
         _write_json(cond_dir / CONFIG_FILE, to_dict(self.config, redact=False))
         if extra_metadata is not None:
             _write_json(cond_dir / METADATA_FILE, extra_metadata)
+            objective = extra_metadata.get("objective")
+            if isinstance(objective, dict) and _registered(objective.get("name")):
+                write_diffusers_files(folder, objective, latent=self.config.vae_path is not None)
         return folder
 
     @classmethod
@@ -423,6 +432,9 @@ class IdentityGenerator(nn.Module):
 
         folder = Path(folder)
         config = load_generator_config(folder)
+        if not (folder / UNET_DIR / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} has no {UNET_DIR}/config.json: the diffusers UNet of the export "
+                                    f"({UNET_DIR}/) is missing or incomplete: {FIX_GENERATOR}")
         try:
             unet = UNet2DConditionModel.from_pretrained(folder / UNET_DIR, low_cpu_mem_usage=False)
         except (OSError, ValueError) as exc:
@@ -456,6 +468,89 @@ def load_metadata(folder: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def _registered(name: Any) -> bool:
+    from synthface_ray.models.objectives import OBJECTIVES
+
+    return isinstance(name, str) and name in OBJECTIVES
+
+
+def diffusers_scheduler(objective: dict[str, Any]):
+    """The diffusers scheduler that reproduces the project's default sampler (DDIM eta 0 = Euler
+    on the VE ODE, the parameterisation's default spacing) for an export's ``objective`` metadata
+    (``{"name": ..., **settings}``):
+
+    * ``edm``: ``EDMEulerScheduler`` with the objective's ``sigma_data``, its sampling range
+      ``sigma_min``/``sigma_max`` (0.002/80), the Karras schedule with rho 7 and a final sigma of
+      0; diffusers' ``prediction_type="epsilon"`` is EDM's ``F_theta`` (``c_out = sigma
+      sigma_data / sqrt(sigma^2 + sigma_data^2)``, EDM Table 1).
+    * ``ddpm_eps``: ``EulerDiscreteScheduler`` (epsilon, the objective's linear betas, trailing
+      timesteps, final sigma 0): Euler in sigma space, which is DDIM with eta 0 on the same
+      timesteps (k-diffusion's ``DiscreteEpsDDPMDenoiser``).
+
+    Raises ``ValueError`` naming the objective when it has no diffusers counterpart."""
+    from synthface_ray.models.objectives import EDM, DDPMEps, make_objective
+
+    settings = dict(objective)
+    name = settings.pop("name", None)
+    if not _registered(name):
+        raise ValueError(f"objective {name!r} is not a registered objective, so the export gets no diffusers "
+                         "scheduler: expected the objective metadata of synthface train-generator")
+    model = make_objective(name, **settings)
+    if isinstance(model, EDM):
+        from diffusers import EDMEulerScheduler
+
+        lo, hi = model.sigma_range()
+        return EDMEulerScheduler(sigma_min=lo, sigma_max=hi, sigma_data=model.sigma_data, sigma_schedule="karras",
+                                 num_train_timesteps=1000, prediction_type="epsilon", rho=7.0,
+                                 final_sigmas_type="zero")
+    if isinstance(model, DDPMEps):
+        from diffusers import EulerDiscreteScheduler
+
+        cfg = model.scheduler.config
+        return EulerDiscreteScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_start=cfg.beta_start,
+                                      beta_end=cfg.beta_end, beta_schedule=cfg.beta_schedule,
+                                      prediction_type="epsilon", timestep_spacing="trailing",
+                                      final_sigmas_type="zero")
+    raise ValueError(f"objective {name!r} has no diffusers scheduler here: diffusers' Euler schedulers express EDM "
+                     "preconditioning and DDPM epsilon prediction only")
+
+
+def write_diffusers_files(folder: str | Path, objective: dict[str, Any], latent: bool | None = None) -> Path:
+    """Make an export folder a diffusers pipeline: ``scheduler/scheduler_config.json``
+    (:func:`diffusers_scheduler`), ``model_index.json`` and the pipeline code
+    (``synthface_pipeline.py``, ``condition/synthface_condition.py``: copies of
+    :mod:`synthface_ray.models.diffusers_pipeline`). ``latent``: the model samples VAE latents,
+    and the pipeline loads ``vae/`` (written by the training code); None reads it from the saved
+    config (``vae_path``). Also upgrades an older export in place:
+    ``write_diffusers_files(folder, load_metadata(folder)["objective"])``."""
+    import diffusers
+
+    from synthface_ray.models import diffusers_pipeline as template
+
+    folder = Path(folder)
+    if not (folder / UNET_DIR).is_dir() or not (folder / CONDITION_DIR).is_dir():
+        raise FileNotFoundError(f"{folder} has no {UNET_DIR}/ and {CONDITION_DIR}/: not a generator export")
+    scheduler = diffusers_scheduler(objective)
+    if latent is None:
+        latent = load_generator_config(folder).vae_path is not None
+    scheduler.save_pretrained(folder / SCHEDULER_DIR)
+    source = Path(template.__file__).read_text(encoding="utf-8")
+    for path in (folder / PIPELINE_FILE, folder / CONDITION_DIR / CONDITION_MODULE):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(source, encoding="utf-8")
+        tmp.replace(path)
+    index = {
+        "_class_name": [PIPELINE_FILE.removesuffix(".py"), template.SynthFacePipeline.__name__],
+        "_diffusers_version": diffusers.__version__,
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "scheduler": ["diffusers", type(scheduler).__name__],
+        "condition": [CONDITION_MODULE.removesuffix(".py"), template.IdentityCondition.__name__],
+        "vae": ["diffusers", "AutoencoderKL"] if latent else [None, None],
+    }
+    _write_json(folder / MODEL_INDEX, index)
+    return folder
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -482,6 +577,8 @@ __all__ = [
     "IdentityGenerator",
     "build_unet",
     "count_parameters",
+    "diffusers_scheduler",
     "load_generator_config",
     "load_metadata",
+    "write_diffusers_files",
 ]

@@ -266,6 +266,8 @@ def _finish(session: FRSession, monitor, facts: FRFacts) -> None:
     report = {"step": session.step, "identities": len(facts.heldout),
               "source": cfg.data.source_list()[cfg.holdout.source].path, **asdict(result)}
     storage.atomic_write_text(cfg.run_dir().join(HOLDOUT_REPORT), json.dumps(report, indent=2) + "\n")
+    metrics = {k: v for k, v in asdict(result).items() if k not in ("pairs", "folds")}
+    monitor.scalars("heldout", metrics, session.step)  # TensorBoard too: heldout/accuracy, heldout/eer...
     print(f"held-out verification ({len(facts.heldout)} identities never trained on): "
           f"{result.summary()}", flush=True)
 

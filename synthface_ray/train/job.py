@@ -185,8 +185,11 @@ def _report(session, metrics: dict[str, Any], checkpoint: bool, monitor) -> None
 
     if monitor is not None:
         monitor.log(metrics)
+        from synthface_ray.train.monitor import eta_text
+
+        left = eta_text(session.cfg.optim.max_steps - metrics["step"], metrics["steps_per_s"])
         print(f"step {metrics['step']}/{session.cfg.optim.max_steps}  loss {metrics['loss']:.4f}  "
-              f"{metrics['steps_per_s']:.2f} steps/s  {metrics['samples_per_s']:.0f} samples/s"
+              f"{metrics['steps_per_s']:.2f} steps/s  {metrics['samples_per_s']:.0f} samples/s  ETA {left}"
               + ("  [checkpoint]" if checkpoint else ""), flush=True)
     if not checkpoint:
         ray.train.report(metrics)
@@ -318,9 +321,11 @@ def preflight(task: TrainTask, cfg):
     return cfg, facts
 
 
-def fit(task: TrainTask, cfg, *, fail_at_step: int | None = None):
+def fit(task: TrainTask, cfg, *, fail_at_step: int | None = None, on_ready: Callable[[Any], None] | None = None):
     """Check everything that can be checked on the driver, then train; returns the Ray Result.
 
+    ``on_ready(checked config)`` runs once every check passed, before the workers start (the
+    command writes the run folder's ``config.yaml`` there: bad input writes nothing).
     ``fail_at_step`` raises inside the loop at that step unless the run resumed from a checkpoint
     (fault injection for tests).
     """
@@ -335,4 +340,6 @@ def fit(task: TrainTask, cfg, *, fail_at_step: int | None = None):
     if len([n for n in ray.nodes() if n.get("Alive")]) == 1:  # a fixed single machine
         check_cpus_left(cfg, ray.cluster_resources().get("CPU", 0))
     log.info("%s training; run folder %s", task.name, cfg.run_dir().uri)
+    if on_ready is not None:
+        on_ready(cfg)
     return trainer(task, cfg, facts, use_gpu, fail_at_step).fit()

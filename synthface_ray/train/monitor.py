@@ -57,6 +57,16 @@ class Monitor:
                     self.writer.add_scalar(f"train/{key}", value, metrics["step"])
             self.writer.flush()
 
+    def scalars(self, group: str, values: dict[str, Any], step: int) -> None:
+        """Log the numeric ``values`` to TensorBoard as ``<group>/<key>`` at ``step`` (e.g. the
+        held-out verification at the end of FR training); the caller keeps its own JSON."""
+        if self.writer is None:
+            return
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"{group}/{key}", value, step)
+        self.writer.flush()
+
     def image(self, step: int, grid: Image.Image) -> Location:
         """Save a sample grid as ``samples/step_NNNNNNN.png`` (and in TensorBoard)."""
         buf = io.BytesIO()
@@ -136,4 +146,12 @@ def plot_curve(points: Sequence[tuple[float, float]], title: str, size: tuple[in
     return img
 
 
-__all__ = ["Monitor", "plot_curve", "read_metrics"]
+def eta_text(remaining_steps: int, steps_per_s: float) -> str:
+    """Time left at the current rate as ``h:mm:ss`` (``?`` before any rate is known)."""
+    if steps_per_s <= 0 or remaining_steps < 0:
+        return "?"
+    seconds = round(remaining_steps / steps_per_s)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+__all__ = ["Monitor", "eta_text", "plot_curve", "read_metrics"]

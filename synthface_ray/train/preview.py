@@ -1,13 +1,17 @@
 """Sample grids from fixed conditions: what a person looks at to judge a generator.
 
-Rows are conditions (identities), columns are fixed noise seeds, sampled with a VE solver
-(:mod:`synthface_ray.sampling.solvers`) and classifier-free guidance against the learnable empty
-context. Pure torch + PIL; the training loop calls it on rank 0 with the EMA weights.
+Rows are conditions (identities), columns are fixed noise seeds, drawn by the production
+sampler (:func:`synthface_ray.sampling.composite.sample`, the code ``synthface generate`` runs),
+with the ``sampler`` section of a generate job or a plain conditional one with CFG against the
+learnable empty context. Pure torch + PIL; the training loop calls it on rank 0 with the EMA
+weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,8 +21,8 @@ from synthface_ray.config import check_choice, check_range
 from synthface_ray.data.transforms import from_model_range
 from synthface_ray.models.generator import IdentityGenerator
 from synthface_ray.models.objectives import Objective
-from synthface_ray.sampling.guidance import classifier_free, clip_denoised
-from synthface_ray.sampling.solvers import SOLVERS, karras_sigmas
+from synthface_ray.sampling.recipes import SamplerConfig, resolve
+from synthface_ray.sampling.solvers import SOLVERS
 
 
 @dataclass
@@ -27,7 +31,12 @@ class PreviewConfig:
     optimizer steps (0 disables), ``steps`` solver steps, CFG scale ``guidance`` (UIFace uses 1).
     ``clip_denoised`` clamps the denoised estimate to the data range [-1, 1] at every step in pixel
     space (DDPM/DDIM's ``clip_sample``): early in training an eps model's error at high noise is
-    amplified by sigma and the unclipped ODE drifts off the image range."""
+    amplified by sigma and the unclipped ODE drifts off the image range.
+
+    ``sampler``: a generate job's ``sampler`` section (any recipe), so the grid is drawn exactly as
+    ``synthface generate`` draws a plain identity row (mixes and negatives need plan rows: a preview
+    row has one identity and no negative). Null: ``conditional`` with ``solver``, ``steps``,
+    ``guidance`` as ``cfg_scale``, ``clip_denoised`` and karras noise levels."""
 
     every: int = 200
     identities: int = 8
@@ -37,6 +46,7 @@ class PreviewConfig:
     guidance: float = 1.0
     clip_denoised: bool = True
     seed: int = 1234
+    sampler: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_range("preview.every", self.every, 0)
@@ -45,29 +55,38 @@ class PreviewConfig:
         check_range("preview.steps", self.steps, 1, 1000)
         check_choice("preview.solver", self.solver, SOLVERS)
         check_range("preview.guidance", self.guidance, 0.0)
+        self.sampler_config()  # a bad preview.sampler section fails at load, naming the key
+
+    def sampler_config(self) -> SamplerConfig:
+        """The composite sampler's settings for the grid (see the class docstring)."""
+        if self.sampler is not None:
+            return resolve(self.sampler)
+        return SamplerConfig(solver=self.solver, steps=self.steps, spacing="karras",
+                             cfg_scale=self.guidance, clip_denoised=self.clip_denoised)
 
 
 @torch.no_grad()
 def sample_images(model: IdentityGenerator, objective: Objective, cond: torch.Tensor,
                   cfg: PreviewConfig, vae=None) -> torch.Tensor:
-    """One sample per row of ``cond`` (class ids or embeddings), returned in [-1, 1] (B, 3, H, W)
-    on the CPU. Row ``i`` uses noise seeded by ``cfg.seed + i % cfg.images`` so columns line up."""
+    """One sample per row of ``cond`` (class ids or embeddings) by the composite sampler, returned
+    in [-1, 1] (B, 3, H, W) on the CPU. Row ``i`` has seed ``cfg.seed + i % cfg.images`` (its
+    initial and ancestral noise, as a plan row's seed in generate), so columns line up."""
+    from synthface_ray.sampling.composite import Conditions, sample
+    from synthface_ray.sampling.exported import GeneratorNet
+
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
+    sampler = cfg.sampler_config()
+    if vae is not None and sampler.clip_denoised:  # latents are not in [-1, 1]
+        sampler = dataclasses.replace(sampler, clip_denoised=False)
+    rows = cond.shape[0]
+    conditions = Conditions.single(model.context(cond.to(device)), model.empty_context.detach(),
+                                   torch.arange(rows), [cfg.seed + i % cfg.images for i in range(rows)])
     gc = model.config
-    noise = torch.stack([
-        torch.randn(gc.in_channels, gc.sample_size, gc.sample_size,
-                    generator=torch.Generator().manual_seed(cfg.seed + i % cfg.images))
-        for i in range(cond.shape[0])
-    ]).to(device=device, dtype=dtype)
-    context = model.context(cond.to(device))
-    denoise = classifier_free(objective.ve_denoiser(model), context, model.empty(len(cond)),
-                              cfg.guidance)
-    if cfg.clip_denoised and vae is None:
-        denoise = clip_denoised(denoise)
-    lo, hi = objective.sigma_range()
-    sigmas = karras_sigmas(cfg.steps, lo, hi).to(device)
-    x = SOLVERS[cfg.solver](denoise, noise * sigmas[0].to(dtype), sigmas)
+    out = sample(GeneratorNet(model), objective.parameterization(), conditions, sampler,
+                 (gc.in_channels, gc.sample_size, gc.sample_size), device=device, dtype=dtype,
+                 unet=model.unet)
+    x = out.images
     if vae is not None:
         x = vae.decode(x.to(vae.dtype) / vae.config.scaling_factor).sample
     return x.float().clamp(-1, 1).cpu()

@@ -12,7 +12,13 @@ import math
 
 from PIL import Image, ImageDraw
 
-from synthface_ray.evaluate.histogram import AXIS_RGB, GRID_RGB, _font, _ticks, _vertical_text
+from synthface_ray.evaluate.histogram import (
+    AXIS_RGB,
+    GRID_RGB,
+    load_font,
+    nice_ticks,
+    vertical_text,
+)
 
 COLOURS = {"completed": (40, 90, 200), "stopped": (150, 150, 150), "best": (210, 40, 40)}
 SIZE, MARGIN = (640, 420), (84, 40, 24, 64)  # left, top, right, bottom
@@ -32,7 +38,7 @@ def _x_positions(xs: list, log: bool) -> tuple[list[float], list[tuple[float, st
     if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
         pos = [math.log10(x) if log else float(x) for x in xs]
         lo, hi = _span(pos)
-        ticks = [(t, f"{10 ** t:.3g}" if log else f"{t:g}") for t in _ticks(lo, hi, 6)]
+        ticks = [(t, f"{10 ** t:.3g}" if log else f"{t:g}") for t in nice_ticks(lo, hi, 6)]
         return pos, ticks, (lo, hi)
     cats = list(dict.fromkeys(str(x) for x in xs))
     pos = [float(cats.index(str(x))) for x in xs]
@@ -42,13 +48,13 @@ def _x_positions(xs: list, log: bool) -> tuple[list[float], list[tuple[float, st
 def knob_png(xs: list, ys: list[float], kinds: list[str], knob: str, ylabel: str, log: bool = False) -> bytes:
     """PNG bytes of ``ys`` against ``xs``; ``kinds[i]`` in completed / stopped / best."""
     img = Image.new("RGB", SIZE, (255, 255, 255))
-    draw, font = ImageDraw.Draw(img), _font(13)
+    draw, font = ImageDraw.Draw(img), load_font(13)
     x0, y0, x1, y1 = MARGIN[0], MARGIN[1], SIZE[0] - MARGIN[2], SIZE[1] - MARGIN[3]
     pos, xticks, (xlo, xhi) = _x_positions(xs, log)
     ylo, yhi = _span(ys) if ys else (0.0, 1.0)
     sx = lambda v: x0 + (v - xlo) / (xhi - xlo) * (x1 - x0)  # noqa: E731
     sy = lambda v: y1 - (v - ylo) / (yhi - ylo) * (y1 - y0)  # noqa: E731
-    for v in _ticks(ylo, yhi):
+    for v in nice_ticks(ylo, yhi):
         draw.line([(x0, sy(v)), (x1, sy(v))], fill=GRID_RGB)
         draw.text((x0 - 8, sy(v)), f"{v:g}", fill=AXIS_RGB, font=font, anchor="rm")
     for v, label in xticks:
@@ -64,7 +70,7 @@ def knob_png(xs: list, ys: list[float], kinds: list[str], knob: str, ylabel: str
               font=font, anchor="mt")
     draw.text(((x0 + x1) / 2, 12), f"{ylabel} vs {knob}  (blue: every rung, grey: stopped early, "
               "red: best)", fill=AXIS_RGB, font=font, anchor="mt")
-    _vertical_text(img, (18, (y0 + y1) / 2), ylabel, font)
+    vertical_text(img, (18, (y0 + y1) / 2), ylabel, font)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

@@ -45,7 +45,8 @@ def test_report_folder_and_metrics(tmp_path, fr_model, capsys):
     assert cli.main(["evaluate", "--data", data, "--model", fr_model, "--out", str(out),
                      "--set", "verification.genuine=50", "--set", "verification.impostor=50",
                      "--set", f"leakage.real={real}", "--set", "leakage.tau=0.5"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "histogram.png", "metrics.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "det.png", "grid.png", "histogram.png", "metrics.json",
+                                                     "report.md"]
     m = json.loads((out / "metrics.json").read_text())
     s = m["separability"]
     assert (m["images"], m["identities"]) == (24, 6)
@@ -102,3 +103,39 @@ def test_corrupt_images_are_reported_by_row_or_refused_when_strict(tmp_path, fr_
     assert "2 corrupt image(s) skipped** (rows 5, 17)" in (tmp_path / "report" / "report.md").read_text()
     assert cli.main([*argv, "--out", str(tmp_path / "strict"), "--set", "data.strict=true"]) == 2
     assert "row 5" in capsys.readouterr().err and not (tmp_path / "strict").exists()
+
+
+def test_frechet_distance_to_a_reference_set(tmp_path, fr_model, capsys):
+    """frechet.reference: the distance between the data's and the reference's FR-embedding
+    Gaussians, equal to the closed-form function on the same embeddings; 0 for the set itself."""
+    from synthface_ray.commands.fr_common import embed_faces
+    from synthface_ray.evaluate.frechet import frechet_distance_of
+    from synthface_ray.models.recognition.embedder import Embedder
+    from synthface_ray.storage import StorageConfig
+
+    data = _faces(tmp_path / "gen", identities=6, images=4)
+    ref = tmp_path / "ref"
+    write_faces(toyfaces_table(ToyFacesConfig(identities=8, images_per_identity=4, resolution=16,
+                                              first_identity=50)), str(ref))
+    base = ["evaluate", "--data", data, "--model", fr_model, "--set", "verification.enabled=false"]
+    assert cli.main([*base, "--out", str(tmp_path / "r1"), "--set", f"frechet.reference={ref}"]) == 0
+    fd = json.loads((tmp_path / "r1" / "metrics.json").read_text())["frechet"]
+    embed = Embedder.from_pretrained(fr_model, device="cpu")
+    want = frechet_distance_of(embed_faces(embed, data, StorageConfig(), 64)[0],
+                               embed_faces(embed, str(ref), StorageConfig(), 64)[0])
+    assert fd["distance"] == pytest.approx(want, rel=1e-6) and fd["distance"] > 0
+    assert (fd["images"], fd["reference_images"]) == (24, 32) and "16-d, L2-normalised" in fd["features"]
+    assert "warning" not in fd  # 24 and 32 images for 16-d features
+    assert "Fréchet distance to" in (tmp_path / "r1" / "report.md").read_text()
+    assert cli.main([*base, "--out", str(tmp_path / "r2"), "--set", f"frechet.reference={data}"]) == 0
+    assert json.loads((tmp_path / "r2" / "metrics.json").read_text())["frechet"]["distance"] == pytest.approx(0, abs=1e-6)
+    assert "Frechet distance to" in capsys.readouterr().out
+
+
+def test_a_missing_frechet_reference_fails_before_any_work(tmp_path, fr_model, capsys):
+    data = _faces(tmp_path / "gen")
+    assert cli.main(["evaluate", "--data", data, "--model", fr_model, "--out", str(tmp_path / "r"),
+                     "--set", f"frechet.reference={tmp_path / 'nope'}"]) == 2
+    err = capsys.readouterr().err
+    assert "frechet.reference=" in err and "does not exist" in err and "embed:" not in err
+    assert not (tmp_path / "r").exists()

@@ -42,7 +42,9 @@ def test_mine_then_plan(made, tmp_path, capsys):
     mining = tmp_path / "mining"
     assert cli.main(["mine", "--identities", str(ids_path), "--out", str(mining),
                      "--set", "pairs.count=20", "--set", "negatives.strategy=far"]) == 0
-    assert sorted(p.name for p in mining.iterdir()) == ["mining.json", "mixes.parquet", "negatives.parquet"]
+    assert sorted(p.name for p in mining.iterdir()) == ["config.yaml", "mining.json", "mixes.parquet", "negatives.parquet"]
+    err = capsys.readouterr().err  # the progress bar (rate, ETA) of the greedy selection
+    assert "mine pairs: 100%" in err and "20/20" in err
     mixes = pq.read_table(mining / "mixes.parquet").to_pydict()
     assert len(mixes["identity_id"]) == 20 and min(mixes["identity_id"]) > ids.max()
     used = [i for pair in mixes["mix_ids"] for i in pair]

@@ -24,7 +24,7 @@ def test_write_read_round_trip_local(tmp_path):
     assert manifest["rows"] == 25 and [f["rows"] for f in manifest["files"]] == [8, 8, 8, 1]
     back = faces.read_faces(str(tmp_path / "ds"))
     assert back.equals(table)
-    assert sorted(os.listdir(tmp_path / "ds")) == ["manifest.json"] + [f"part-0000{i}.parquet" for i in range(4)]
+    assert sorted(os.listdir(tmp_path / "ds")) == ["README.md", "manifest.json"] + [f"part-0000{i}.parquet" for i in range(4)]
 
 
 def test_round_trip_s3(s3):
@@ -52,7 +52,7 @@ def test_existing_dataset_is_protected_and_overwrite_replaces(tmp_path):
     faces.write_faces(make_table(3, start=100), out, overwrite=True)
     assert faces.read_faces(out).num_rows == 3
     assert len(faces.read_manifest(out)["files"]) == 1
-    assert sorted(os.listdir(out)) == ["manifest.json", "part-00000.parquet"]
+    assert sorted(os.listdir(out)) == ["README.md", "manifest.json", "part-00000.parquet"]
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
@@ -70,7 +70,7 @@ def test_overwrite_keeps_the_old_dataset_until_the_new_one_is_complete(where, tm
     faces.write_faces(make_table(3, start=100), out, cfg, overwrite=True)
     assert faces.read_faces(out, cfg).equals(make_table(3, start=100))
     assert [p.rsplit("/", 1)[-1] for p in storage.list_all(storage.resolve(root, cfg))] == \
-        ["manifest.json", "part-00000.parquet"]
+        ["README.md", "manifest.json", "part-00000.parquet"]
 
 
 def test_leftover_shards_of_an_interrupted_run_are_removed(tmp_path):

@@ -32,12 +32,7 @@ def exported(request, tmp_path_factory):
     return load_generator(folder)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def conds(gen, batch: int = 3) -> Conditions:

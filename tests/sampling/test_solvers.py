@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from synthface_ray.models.objectives import EDM, DDPMEps
-from synthface_ray.sampling.guidance import classifier_free
 from synthface_ray.sampling.solvers import SOLVERS, karras_sigmas
 
 MU, S = 0.3, 0.5  # data ~ N(MU, S^2) per pixel
@@ -77,23 +76,6 @@ def test_edm_ve_denoiser_is_the_preconditioned_denoiser():
     x, sigma = torch.randn(2, 3, 4, 4), torch.tensor([0.5, 3.0])
     with torch.no_grad():
         assert torch.equal(obj.ve_denoiser(wrapped)(x, sigma), obj.denoise(wrapped, x, sigma))
-
-
-def test_classifier_free_guidance_weights_and_single_forward():
-    calls = []
-
-    def denoise(x, sigma, context):
-        calls.append(x.shape[0])
-        return x * 0 + context.mean(dim=(1, 2)).reshape(-1, 1, 1, 1)
-
-    x, sigma = torch.zeros(2, 1, 2, 2), torch.ones(2)
-    cond, empty = torch.full((2, 2, 4), 3.0), torch.full((2, 2, 4), 1.0)
-    out = classifier_free(denoise, cond, empty, 2.0)(x, sigma)
-    assert torch.allclose(out, torch.full_like(out, 3 * 3.0 - 2 * 1.0))
-    assert calls == [4]  # both branches in one batched forward
-    calls.clear()
-    assert torch.allclose(classifier_free(denoise, cond, empty, 0.0)(x, sigma), torch.full_like(out, 3.0))
-    assert calls == [2]  # w = 0: the bare conditional denoiser
 
 
 def test_ddim_eta_noise_levels_match_ddim_sigma_t():

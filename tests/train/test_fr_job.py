@@ -52,6 +52,7 @@ def job_config(root: str, **sections) -> dict:
         "scaling": {"num_workers": 2, "cpus_per_worker": 0.5, "torch_threads": 1},
         "run": {"storage_path": root, "name": "fr", "report_every": 2, "checkpoint_every": 3},
         "data": {"shuffle_buffer": 8},
+        "export": {"onnx": False},  # the ONNX export: tests/train/test_recognition_interop.py
     }
     for key, value in sections.items():
         if isinstance(value, dict):
@@ -59,6 +60,20 @@ def job_config(root: str, **sections) -> dict:
         else:
             cfg[key] = value
     return cfg
+
+
+def tensorboard_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series of a TensorBoard log folder, read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    mux = EventMultiplexer()
+    mux.AddRunsFromDirectory(logdir)
+    mux.Reload()
+    out: dict[str, list[tuple[int, float]]] = {}
+    for run, tags in mux.Runs().items():
+        for tag in tags["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in mux.Scalars(run, tag))
+    return {tag: sorted(points) for tag, points in out.items()}
 
 
 def test_largest_remainder_splits_exactly():
@@ -181,6 +196,11 @@ def test_two_sources_crash_resume_export_and_heldout_verification(ray_local, rea
     report = fr_job.read_heldout_report(cfg)
     assert report["identities"] == 3 and report["pairs"] == 80 and report["folds"] == 4
     assert 0 <= report["accuracy"] <= 1 and 0 <= report["eer"] <= 1
+    # TensorBoard (read with its own EventAccumulator): the held-out metrics beside the training curve
+    scalars = tensorboard_scalars(cfg.run_dir().join("tensorboard").path)
+    assert scalars["heldout/accuracy"] == [(6, pytest.approx(report["accuracy"], abs=1e-6))]
+    assert scalars["heldout/eer"] == [(6, pytest.approx(report["eer"], abs=1e-6))]
+    assert [step for step, _ in scalars["train/loss"]][-2:] == [4, 6]
 
 
 # one person in two sources (data.same_identity) -----------------------------------------------

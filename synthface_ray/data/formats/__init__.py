@@ -1,8 +1,8 @@
 """Importers and exporters between faces tables and other on-disk layouts.
 
 ``IMPORTERS[name](src, opts, storage_cfg, report, idx=...)`` yields faces tables;
-``EXPORTERS[name](src, dst, storage_cfg, overwrite=, verify=, strict=, allow_incomplete=)`` returns
-``(summary, report)``. :func:`import_faces` drives an importer into a faces dataset.
+``EXPORTERS[name](src, dst, storage_cfg, overwrite=, verify=, strict=, allow_incomplete=, relabel=)``
+returns ``(summary, report)``. Both show a progress bar on stderr (``common.progress_bar``). :func:`import_faces` drives an importer into a faces dataset.
 """
 
 from __future__ import annotations

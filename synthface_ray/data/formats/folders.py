@@ -7,15 +7,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from synthface_ray import storage
 from synthface_ray.data import faces, schema
 from synthface_ray.data.formats.common import (
     IMAGE_SUFFIXES,
+    LABEL_MAP,
     ImportOptions,
     checked_image,
+    contiguous_labels,
     image_suffix,
+    label_map_csv,
+    progress_bar,
     verified_rows,
 )
 from synthface_ray.data.transforms import DecodeReport
@@ -58,21 +63,24 @@ def folder_labels(names: list[str], label_from: str) -> dict[str, int]:
 
 def iter_folder_tables(root: Location, opts: ImportOptions, report: DecodeReport,
                        rows_per_table: int = 1024) -> Iterator[pa.Table]:
+    """Faces tables of the images under ``root`` (one progress bar over them all, ``import``)."""
     groups = scan_folders(root)
     labels = folder_labels(list(groups), opts.label_from)
     rows: dict[str, list[Any]] = {"image": [], "path": [], "label": [], "identity": []}
-    for name, paths in groups.items():
-        for path in paths:
-            rel = posixpath.relpath(path, root.path)
-            data = checked_image(storage.read_bytes(Location(root.fs, path, path)), rel,
-                                 opts.resolution, opts.strict, report)
-            if data is None:
-                continue
-            for key, value in zip(rows, (data, rel, labels[name], name)):
-                rows[key].append(value)
-            if len(rows["image"]) >= rows_per_table:
-                yield _table(rows, opts.source)
-                rows = {k: [] for k in rows}
+    with progress_bar(sum(len(paths) for paths in groups.values()), "import") as bar:
+        for name, paths in groups.items():
+            for path in paths:
+                rel = posixpath.relpath(path, root.path)
+                data = checked_image(storage.read_bytes(Location(root.fs, path, path)), rel,
+                                     opts.resolution, opts.strict, report)
+                bar.update(1)
+                if data is None:
+                    continue
+                for key, value in zip(rows, (data, rel, labels[name], name)):
+                    rows[key].append(value)
+                if len(rows["image"]) >= rows_per_table:
+                    yield _table(rows, opts.source)
+                    rows = {k: [] for k in rows}
     if rows["image"]:
         yield _table(rows, opts.source)
 
@@ -89,21 +97,31 @@ def iter_folders_tables(src: str, opts: ImportOptions, cfg: StorageConfig | None
 
 
 def export_folders(src: str, dst: str, cfg: StorageConfig | None = None, *, overwrite: bool = False,
-                   verify: bool = True, strict: bool = False,
-                   allow_incomplete: bool = False) -> tuple[str, DecodeReport]:
+                   verify: bool = True, strict: bool = False, allow_incomplete: bool = False,
+                   relabel: bool = False) -> tuple[str, DecodeReport]:
     """Write a faces dataset as ``dst/<label:06d>/<row>.<png|jpg>``; returns the decode report.
-    An incomplete ``src`` is refused, before anything is written, unless ``allow_incomplete``."""
+    With ``relabel`` the folders are numbered 0..K-1 in label order and ``dst/labels.csv`` maps
+    each to its original label. An incomplete ``src`` is refused, before anything is written,
+    unless ``allow_incomplete``."""
     dataset = faces.open_faces(src, cfg, allow_incomplete=allow_incomplete)
     out = storage.resolve(dst, cfg)
     if storage.exists(out) and storage.list_files(out, recursive=True) and not overwrite:
         raise faces.OutputExistsError(f"{out.uri} is not empty; choose another path or set output.overwrite=true")
+    mapping = None
+    if relabel:
+        mapping = contiguous_labels(pc.unique(dataset.to_table(columns=[schema.LABEL]).column(schema.LABEL)).to_pylist())
     storage.atomic_write_text(out.join(INCOMPLETE), "export in progress\n")
+    storage.delete_file(out.join(LABEL_MAP))  # a map of an earlier export would not describe this one
     report, written = DecodeReport(), 0
     for row, data, label in verified_rows(dataset, verify, strict, report):
+        label = mapping[label] if mapping is not None else label
         storage.atomic_write_bytes(out.join(label_folder(label), f"{row:08d}{image_suffix(data)}"), data)
         written += 1
+    if mapping is not None:
+        storage.atomic_write_text(out.join(LABEL_MAP), label_map_csv(mapping))
     storage.delete_file(out.join(INCOMPLETE))
-    return f"{written} images as image folders", report
+    relabelled = f" (labels relabelled 0..{len(mapping) - 1}, map in {LABEL_MAP})" if mapping else ""
+    return f"{written} images as image folders{relabelled}", report
 
 
 def label_folder(label: int) -> str:

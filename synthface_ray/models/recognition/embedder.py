@@ -1,7 +1,9 @@
 """Export an FR backbone and embed images with it, on CPU or GPU, without Ray or DeepSpeed.
 
 Folder layout: ``backbone.safetensors`` (weights and BN statistics) and ``backbone_config.json``
-(the :class:`~synthface_ray.models.recognition.iresnet.BackboneConfig`).
+(the :class:`~synthface_ray.models.recognition.iresnet.BackboneConfig`). train-fr's export adds
+the same backbone for insightface tooling (``backbone.insightface.pth``, ``model.onnx``,
+``interop.json``: :mod:`synthface_ray.models.recognition.interop`); this module does not read them.
 """
 
 from __future__ import annotations
