@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ USER_ERRORS = errors.USER_ERRORS
 
 def _module(name: str) -> ModuleType:
     """The module that runs command ``name`` (imported only now: --help never imports it)."""
-    return importlib.import_module(COMMANDS[name].module)
+    return catalog.module(name)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -423,3 +423,39 @@ def describe(cfg: StorageConfig) -> dict[str, Any]:
     if cfg.profile:
         opts["profile"] = cfg.profile
     return opts
+
+
+def read_parquet(loc: Location, key: str = "", made_by: str = ""):
+    """One Parquet file (local or s3://) as a ``pyarrow.Table``. A file that is not Parquet raises
+    ``ValueError`` naming it (``key``: the setting that gave it; ``made_by``: the command that
+    writes such a table)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = read_bytes(loc)
+    try:
+        return pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        where = f"{key}: " if key else ""
+        fix = f"give the table `synthface {made_by}` writes" if made_by else "give a Parquet table"
+        detail = str(exc).replace(" '<Buffer>'", "")
+        raise ValueError(f"{where}{loc.uri} is not a Parquet file ({detail}); {fix}") from None
+
+
+@dataclass
+class FileOutput:
+    """One output file (local or s3://); an existing one is replaced only with ``overwrite``."""
+
+    path: str = ""
+    overwrite: bool = False
+
+    def location(self, store, what: str = "output.path") -> Location:
+        """The resolved output, checked: set, and absent unless ``overwrite``."""
+        if not self.path:
+            raise ConfigError(f"{what} is required: where to write the result")
+        loc = resolve(self.path, store)
+        if exists(loc) and not self.overwrite:
+            raise FileExistsError(f"{loc.uri} exists; set output.overwrite=true to replace it")
+        return loc

@@ -8,8 +8,10 @@ or pyarrow (under 1 s instead of 4-14 s). ``cli`` imports a command's module onl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 
 
 @dataclass(frozen=True)
@@ -196,3 +198,14 @@ COMMANDS: dict[str, Command] = {
         positional="submit.job",
     ),
 }
+
+
+def module(name: str) -> ModuleType:
+    """The module that runs command ``name`` (imported now, not by ``--help``)."""
+    return importlib.import_module(COMMANDS[name].module)
+
+
+def config_types() -> dict[str, Callable[[], type]]:
+    """Command name -> a function importing its module and returning its ``Config`` class (for
+    code that loads job files, e.g. :func:`synthface_ray.ops.jobfile.load_job`)."""
+    return {name: (lambda name=name: module(name).Config) for name in COMMANDS}

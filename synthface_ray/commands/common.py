@@ -24,42 +24,6 @@ class OutputConfig:
             raise config.ConfigError("output.path is empty: give a local path or s3://bucket/prefix")
 
 
-@dataclass
-class FileOutput:
-    """One output file (local or s3://); an existing one is replaced only with ``overwrite``."""
-
-    path: str = ""
-    overwrite: bool = False
-
-    def location(self, store, what: str = "output.path") -> Location:
-        """The resolved output, checked: set, and absent unless ``overwrite``."""
-        if not self.path:
-            raise config.ConfigError(f"{what} is required: where to write the result")
-        loc = storage.resolve(self.path, store)
-        if storage.exists(loc) and not self.overwrite:
-            raise FileExistsError(f"{loc.uri} exists; set output.overwrite=true to replace it")
-        return loc
-
-
-def read_parquet(loc: Location, key: str = "", made_by: str = ""):
-    """One Parquet file (local or s3://) as a ``pyarrow.Table``. A file that is not Parquet raises
-    ``ValueError`` naming it (``key``: the setting that gave it; ``made_by``: the command that
-    writes such a table)."""
-    import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    data = storage.read_bytes(loc)
-    try:
-        return pq.read_table(io.BytesIO(data))
-    except (pa.ArrowInvalid, OSError) as exc:
-        where = f"{key}: " if key else ""
-        fix = f"give the table `synthface {made_by}` writes" if made_by else "give a Parquet table"
-        detail = str(exc).replace(" '<Buffer>'", "")
-        raise ValueError(f"{where}{loc.uri} is not a Parquet file ({detail}); {fix}") from None
-
-
 #: Parquet key-value metadata key of a single-file output's resolved config (a file has no folder
 #: for config.yaml): ``pyarrow.parquet.read_schema(path).metadata[b"synthface.config"]``
 CONFIG_METADATA_KEY = b"synthface.config"

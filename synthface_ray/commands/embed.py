@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from synthface_ray.commands.common import FileOutput, print_dry_run, write_parquet
-from synthface_ray.commands.fr_common import ModelSection, embed_faces
+from synthface_ray.commands.common import print_dry_run, write_parquet
+from synthface_ray.commands.fr_common import embed_faces
 from synthface_ray.config import ConfigError
-from synthface_ray.storage import StorageConfig
+from synthface_ray.models.recognition.section import ModelSection
+from synthface_ray.storage import FileOutput, StorageConfig
 
 
 @dataclass

@@ -1,32 +1,10 @@
-"""Pieces shared by the FR commands (embed, verify): the model section, embedding a faces set."""
+"""Pieces shared by the FR commands (embed, verify, evaluate): embedding a faces set."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from synthface_ray.config import ConfigError, check_range
 from synthface_ray.storage import StorageConfig
-
-
-@dataclass
-class ModelSection:
-    """An exported FR backbone folder (``backbone.safetensors`` + ``backbone_config.json``)."""
-
-    path: str = ""
-    device: str = "auto"
-    batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        check_range("model.batch_size", self.batch_size, 1)
-
-    def load(self):
-        from synthface_ray.models.recognition.embedder import Embedder
-
-        if not self.path:
-            raise ConfigError("model.path is not set: give an exported FR backbone folder (--model)")
-        return Embedder.from_pretrained(self.path, self.device)
 
 
 def embed_faces(embedder, uri: str, cfg: StorageConfig, batch_size: int,

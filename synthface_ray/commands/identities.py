@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from synthface_ray.commands.common import FileOutput, print_dry_run, write_parquet
+from synthface_ray.commands.common import print_dry_run, write_parquet
 from synthface_ray.config import ConfigError, check_choice, check_range, check_seed
 from synthface_ray.data.identities import read_identities
-from synthface_ray.storage import StorageConfig
+from synthface_ray.storage import FileOutput, StorageConfig
 
 KINDS = ("random", "pca_gaussian", "class_centers", "uncond_fr")
 #: measured peak memory per embedding value while drawing (float64 draws normalised to float32)
@@ -101,7 +101,7 @@ def _embeddings(cfg: Config) -> tuple[np.ndarray, str, np.ndarray | None]:
         _, real = read_identities(_need(s.real, "source.real (an identities table)", s.kind), cfg.storage)
         _check_fits(s.count, real.shape[1])
         return sources.pca_gaussian(real, s.count, s.seed, s.components), "pca_gaussian", None
-    from synthface_ray.commands.fr_common import ModelSection
+    from synthface_ray.models.recognition.section import ModelSection
 
     embedder = ModelSection(path=_need(s.fr_model, "source.fr_model (an FR export)", s.kind)).load()
     if s.kind == "class_centers":

@@ -9,13 +9,12 @@ import numpy as np
 from synthface_ray import storage
 from synthface_ray.commands.common import (
     CONFIG_FILE,
-    FileOutput,
     print_dry_run,
     resolved_config_text,
 )
 from synthface_ray.config import ConfigError, check_choice, check_range
 from synthface_ray.progress import progress_bar
-from synthface_ray.storage import StorageConfig
+from synthface_ray.storage import FileOutput, StorageConfig
 
 # output folder: mixes.parquet, negatives.parquet and mining.json (written last: the folder is
 # complete only with it)

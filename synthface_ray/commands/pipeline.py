@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from synthface_ray import config, storage
+from synthface_ray.commands import catalog
 from synthface_ray.storage import StorageConfig
 
 #: commands that cannot be a step (they run or submit steps themselves)
@@ -51,7 +52,6 @@ def resolved(step: Step, root: str) -> Step:
 
 def load_steps(steps: list[Step], root: str) -> list[tuple[Step, object]]:
     """Each step with its command's config loaded (all checked before anything runs)."""
-    from synthface_ray import cli
 
     if not steps:
         raise config.ConfigError("pipeline.steps is empty: list the steps (command, config, set, done)")
@@ -59,11 +59,11 @@ def load_steps(steps: list[Step], root: str) -> list[tuple[Step, object]]:
     for i, raw in enumerate(steps):
         step = resolved(raw, root)
         where = f"pipeline.steps[{i}] ({step.command or '?'})"
-        if step.command not in cli.COMMANDS or step.command in NOT_A_STEP:
+        if step.command not in catalog.COMMANDS or step.command in NOT_A_STEP:
             raise config.ConfigError(f"{where}: command must be one of "
-                                     f"{sorted(set(cli.COMMANDS) - set(NOT_A_STEP))}")
+                                     f"{sorted(set(catalog.COMMANDS) - set(NOT_A_STEP))}")
         try:
-            cfg = config.load(cli._module(step.command).Config, step.config or None, step.set)
+            cfg = config.load(catalog.module(step.command).Config, step.config or None, step.set)
         except config.ConfigError as exc:
             raise config.ConfigError(f"{where}: {exc}") from exc
         out.append((step, cfg))
@@ -72,7 +72,6 @@ def load_steps(steps: list[Step], root: str) -> list[tuple[Step, object]]:
 
 def run_steps(loaded: list[tuple[Step, object]], store: StorageConfig | None, title: str) -> list[tuple[str, float]]:
     """Run the steps in order, skipping those whose ``done`` marker exists; (command, seconds)."""
-    from synthface_ray import cli
 
     start, timings = time.perf_counter(), []
     for i, (step, cfg) in enumerate(loaded, 1):
@@ -82,7 +81,7 @@ def run_steps(loaded: list[tuple[Step, object]], store: StorageConfig | None, ti
             continue
         print(f"{head} ({time.perf_counter() - start:.0f} s so far)", flush=True)
         t0 = time.perf_counter()
-        code = int(cli._module(step.command).run(cfg) or 0)
+        code = int(catalog.module(step.command).run(cfg) or 0)
         if code:
             raise RuntimeError(f"{title} step {i} ({step.command}) failed with exit code {code}; "
                                f"fix it and re-run: finished steps are reused")

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synthface_ray import storage
-from synthface_ray.commands.common import FileOutput, print_dry_run, read_parquet, write_parquet
+from synthface_ray.commands.common import print_dry_run, write_parquet
 from synthface_ray.config import ConfigError, check_range, check_seed
-from synthface_ray.storage import StorageConfig
+from synthface_ray.storage import FileOutput, StorageConfig
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Config:
 
 
 def _read_table(loc):
-    return read_parquet(loc, "input.mining", "mine") if storage.exists(loc) else None
+    return storage.read_parquet(loc, "input.mining", "mine") if storage.exists(loc) else None
 
 
 def _mining(cfg: Config, ids: np.ndarray) -> tuple[dict[int, int], list]:

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from synthface_ray import config
+from synthface_ray.commands.catalog import config_types
 from synthface_ray.config import check_range
 from synthface_ray.ops import submission as sub
 from synthface_ray.ops.jobfile import load_job
@@ -140,7 +141,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     address = sub.check_address(s.address)
     s.address = address
     sub.refuse_secret_sets(s.job_sets)  # before loading: a load error may quote a value
-    job = load_job(s.job, s.job_sets, s.command)
+    job = load_job(s.job, s.job_sets, s.command, config_types=config_types())
     sub.refuse_secret_job(job)
     env = sub.runtime_env(s.working_dir, s.pip, s.env_vars, s.excludes)
     entry = sub.entrypoint(job, Path(env["working_dir"]))

@@ -10,7 +10,7 @@ import numpy as np
 
 from synthface_ray import config, storage
 from synthface_ray.commands.common import print_dry_run
-from synthface_ray.commands.fr_common import ModelSection, embed_faces
+from synthface_ray.commands.fr_common import embed_faces
 from synthface_ray.config import ConfigError, check_range
 from synthface_ray.evaluate.verification import (
     cosine_scores,
@@ -18,6 +18,7 @@ from synthface_ray.evaluate.verification import (
     make_pairs,
     verify,
 )
+from synthface_ray.models.recognition.section import ModelSection
 from synthface_ray.storage import StorageConfig
 
 

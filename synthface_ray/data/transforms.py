@@ -156,3 +156,16 @@ def decode_batch(batch: pa.RecordBatch | pa.Table, resolution: int | None, *, st
         values = batch.column(name).to_numpy(zero_copy_only=False)
         out[name] = values[kept].astype(np.int64) if np.issubdtype(values.dtype, np.integer) else values[kept]
     return out
+
+
+def to_grid(images, rows: int, cols: int, pad: int = 2) -> Image.Image:
+    """Tile (rows*cols, 3, H, W) images in [-1, 1] (a CPU tensor or array) into one RGB image,
+    row-major, ``pad`` white pixels around each (sample grids, the evaluation report's grid)."""
+    arr = from_model_range(np.asarray(images))
+    h, w = arr.shape[1:3]
+    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for i, img in enumerate(arr[: rows * cols]):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        canvas[y:y + h, x:x + w] = img
+    return Image.fromarray(canvas)

@@ -45,7 +45,7 @@ def _finite(value: Any) -> Any:
 
 
 def compute_metrics(inp: EvaluationInputs, cfg) -> tuple[dict[str, Any], Any]:
-    """Every metric of the suite (``cfg`` is the evaluate command's config); returns the metrics
+    """Every metric of the suite (``cfg``: :class:`synthface_ray.evaluate.config.Config`); returns the metrics
     dict and the separability result (for the histogram)."""
     from synthface_ray.evaluate import diversity
     from synthface_ray.evaluate.separability import sample_identities, separability
@@ -132,9 +132,9 @@ def report_markdown(metrics: dict[str, Any], data: str, model: str) -> str:
 def write_report(folder: Path, metrics: dict[str, Any], sep, inp: EvaluationInputs, data: str,
                  model: str, grid: tuple[int, int]) -> None:
     """``metrics.json``, ``histogram.png``, ``det.png``, ``grid.png`` and ``report.md`` into ``folder``."""
+    from synthface_ray.data.transforms import to_grid
     from synthface_ray.evaluate.det import det_curve_png
     from synthface_ray.evaluate.histogram import score_histogram_png
-    from synthface_ray.train.preview import to_grid
 
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     score_histogram_png(sep.genuine_counts, sep.impostor_counts, folder / "histogram.png",
@@ -146,9 +146,7 @@ def write_report(folder: Path, metrics: dict[str, Any], sep, inp: EvaluationInpu
     cells = np.zeros((rows * cols, *inp.pixels.shape[1:]), np.uint8)
     for r, idx in enumerate(picks):
         cells[r * cols: r * cols + len(idx)] = inp.pixels[idx]
-    import torch
-
-    images = torch.from_numpy(cells).permute(0, 3, 1, 2).float() / 127.5 - 1
+    images = cells.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
     to_grid(images, rows, cols).save(folder / "grid.png")
     (folder / "report.md").write_text(report_markdown(metrics, data, model), encoding="utf-8")
 

@@ -64,14 +64,13 @@ class Job:
 # pre-flight ---------------------------------------------------------------------------------
 def read_plan(cfg: Config) -> pa.Table:
     """The plan, checked: the columns of ``synthface plan`` with their types, unique row ids."""
-    from synthface_ray.commands.common import read_parquet
 
     if not cfg.input.plan:
         raise ConfigError("input.plan is required: a plan table from `synthface plan` (--plan)")
     loc = storage.resolve(cfg.input.plan, cfg.storage)
     if not storage.exists(loc):
         raise FileNotFoundError(f"input.plan: {loc.uri} does not exist (make one with `synthface plan`)")
-    table = read_parquet(loc, "input.plan", "plan")
+    table = storage.read_parquet(loc, "input.plan", "plan")
     missing = [c for c in PLAN_TYPES if c not in table.column_names]
     if missing:
         raise ValueError(f"input.plan {loc.uri} lacks column(s) {missing}; a plan has "

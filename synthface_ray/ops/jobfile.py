@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,14 @@ def header_command(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def load_job(path: str | Path, overrides: tuple[str, ...] | list[str] = (), command: str | None = None) -> JobFile:
-    """Read a job file and load it into its command's config type.
+def load_job(path: str | Path, overrides: tuple[str, ...] | list[str] = (), command: str | None = None, *,
+             config_types: Mapping[str, Callable[[], type]]) -> JobFile:
+    """Read a job file and load it into its command's config type (``config_types``: command
+    name -> a function returning its config class, e.g. ``commands.catalog.config_types()``).
 
     Raises FileNotFoundError for a missing file and ConfigError for a file that is not a
     synthface job (no header: e.g. a cluster YAML), a ``command`` that differs from the header,
     or a body that does not load into the command's config (a job YAML of the wrong type)."""
-    from synthface_ray import cli
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"job file {path} not found (jobs/*.yaml lists the shipped jobs)")
@@ -63,13 +64,12 @@ def load_job(path: str | Path, overrides: tuple[str, ...] | list[str] = (), comm
     if command and command != named:
         raise config.ConfigError(f"{path} is a `synthface {named}` job, not `synthface {command}`: "
                                  f"drop the command setting or pick a {command} job file")
-    if named not in cli.COMMANDS or named in NOT_A_JOB:
-        runnable = sorted(set(cli.COMMANDS) - set(NOT_A_JOB))
+    if named not in config_types or named in NOT_A_JOB:
+        runnable = sorted(set(config_types) - set(NOT_A_JOB))
         raise config.ConfigError(f"{path} names `synthface {named}`, which is not a job command; "
                                  f"job commands: {runnable}")
-    mod = cli._module(named)
     try:
-        cfg = config.load(mod.Config, str(path), list(overrides))
+        cfg = config.load(config_types[named](), str(path), list(overrides))
     except config.ConfigError as exc:
         raise config.ConfigError(f"{path} does not load as a `synthface {named}` job: {exc}") from exc
     return JobFile(named, path, tuple(overrides), cfg)

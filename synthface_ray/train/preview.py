@@ -13,12 +13,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from synthface_ray.config import check_choice, check_range
-from synthface_ray.data.transforms import from_model_range
+from synthface_ray.data.transforms import to_grid
 from synthface_ray.models.generator import IdentityGenerator
 from synthface_ray.models.objectives import Objective
 from synthface_ray.sampling.recipes import SamplerConfig, resolve
@@ -99,18 +98,6 @@ def grid_conditions(cond_table: torch.Tensor | None, labels: list[int], per: int
     return ids if cond_table is None else cond_table[ids]
 
 
-def to_grid(images: torch.Tensor, rows: int, cols: int, pad: int = 2) -> Image.Image:
-    """Tile (rows*cols, 3, H, W) images in [-1, 1] into one RGB image, row-major."""
-    arr = from_model_range(images.numpy())
-    h, w = arr.shape[1:3]
-    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
-    for i, img in enumerate(arr[: rows * cols]):
-        r, c = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + c * (w + pad)
-        canvas[y:y + h, x:x + w] = img
-    return Image.fromarray(canvas)
-
-
 def preview_grid(model: IdentityGenerator, objective: Objective, labels: list[int],
                  cfg: PreviewConfig, cond_table: torch.Tensor | None = None, vae=None) -> Image.Image:
     """The preview grid: one row per label, ``cfg.images`` seeds per row."""
@@ -118,4 +105,4 @@ def preview_grid(model: IdentityGenerator, objective: Objective, labels: list[in
     return to_grid(sample_images(model, objective, cond, cfg, vae), len(labels), cfg.images)
 
 
-__all__ = ["PreviewConfig", "grid_conditions", "preview_grid", "sample_images", "to_grid"]
+__all__ = ["PreviewConfig", "grid_conditions", "preview_grid", "sample_images"]

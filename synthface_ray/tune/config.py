@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from synthface_ray.commands.evaluate import (
+from synthface_ray.config import ConfigError, check_choice, check_range, check_seed
+from synthface_ray.evaluate.config import (
     DiversitySection,
     SeparabilitySection,
     UniquenessSection,
     VerificationSection,
 )
-from synthface_ray.config import ConfigError, check_choice, check_range, check_seed
 from synthface_ray.storage import StorageConfig
 
 #: metric a trial reports -> where it sits in the evaluation suite's metrics (evaluate/report.py)

@@ -23,7 +23,7 @@ class TrialSpec:
     job: Any  # synthface_ray.generate.config.Config
     plan: PlanKnobs
     protocol: ProtocolSection
-    evaluation: Any  # synthface_ray.commands.evaluate.Config
+    evaluation: Any  # synthface_ray.evaluate.config.Config
     objective: Any
     threads: int
     downstream: Any = None  # synthface_ray.tune.protocol.Downstream, when enabled
@@ -46,7 +46,7 @@ class TrialSpec:
 
 def evaluation_config(cfg: Config, model: str, data: str = "", report: str = ""):
     """The ``synthface evaluate`` config a trial scores with (and the exported job uses)."""
-    from synthface_ray.commands.evaluate import Config as EvaluateConfig
+    from synthface_ray.evaluate.config import Config as EvaluateConfig
 
     ev = EvaluateConfig(separability=cfg.separability, verification=cfg.verification,
                         diversity=cfg.diversity, uniqueness=cfg.uniqueness, storage=cfg.storage)

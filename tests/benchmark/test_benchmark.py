@@ -79,7 +79,7 @@ def test_a_benchmark_on_s3_reads_and_writes_through_the_endpoint(ray_local, benc
 
     assert benchmark.run(cfg) == 0
     loc = storage.resolve(f"{bucket}/bench/tiny", store)
-    from synthface_ray.commands.common import read_parquet
+    from synthface_ray.storage import read_parquet
 
     rows = read_parquet(loc.join("results.parquet")).to_pylist()
     assert sorted((r["arm"], r["seed"]) for r in rows) == [("random_init", 0), ("random_init", 1),

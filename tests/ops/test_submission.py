@@ -10,21 +10,24 @@ from pathlib import Path
 import pytest
 
 from synthface_ray import cli, config
+from synthface_ray.commands.catalog import config_types
 from synthface_ray.ops import submission as sub
 from synthface_ray.ops.jobfile import load_job
+
+TYPES = config_types()
 
 ROOT = Path(__file__).resolve().parents[2]
 HINT = "ray job logs --follow {id}"
 
 
 def test_stable_id_depends_on_the_resolved_job_only():
-    a = load_job(ROOT / "jobs" / "generate.yaml")
-    again = load_job(ROOT / "jobs" / "generate.yaml")
-    other = load_job(ROOT / "jobs" / "generate.yaml", ["output.name=other"])
+    a = load_job(ROOT / "jobs" / "generate.yaml", config_types=TYPES)
+    again = load_job(ROOT / "jobs" / "generate.yaml", config_types=TYPES)
+    other = load_job(ROOT / "jobs" / "generate.yaml", ["output.name=other"], config_types=TYPES)
     assert sub.stable_id(a) == sub.stable_id(again) == f"synthface-generate-{a.digest()}"
     assert sub.stable_id(other) != sub.stable_id(a)
     # an override equal to the file's own value resolves to the same job
-    same = load_job(ROOT / "jobs" / "generate.yaml", ["output.name=toyfaces"])
+    same = load_job(ROOT / "jobs" / "generate.yaml", ["output.name=toyfaces"], config_types=TYPES)
     assert sub.stable_id(same) == sub.stable_id(a)
 
 
@@ -52,7 +55,7 @@ def test_next_attempt_refuses_a_running_or_finished_job(statuses, message):
 
 
 def test_entrypoint_is_the_command_with_the_job_file_relative_to_the_working_dir(tmp_path):
-    job = load_job(ROOT / "jobs" / "generate.yaml", ["output.path=runs/a b", "pool.actors=4"])
+    job = load_job(ROOT / "jobs" / "generate.yaml", ["output.path=runs/a b", "pool.actors=4"], config_types=TYPES)
     entry = sub.entrypoint(job, ROOT)
     assert shlex.split(entry) == ["synthface", "generate", "--config", "jobs/generate.yaml",
                                   "--set", "output.path=runs/a b", "--set", "pool.actors=4"]
@@ -195,7 +198,7 @@ def test_the_shipped_job_files_hold_no_secrets():
     files = sorted((ROOT / "jobs").glob("*.yaml")) + sorted((ROOT / "tuning").glob("*.yaml"))
     assert files
     for path in files:
-        job = load_job(path)
+        job = load_job(path, config_types=TYPES)
         assert config.find_secrets(job.cfg) == [], path
         sub.refuse_secret_job(job)
 

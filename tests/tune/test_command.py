@@ -111,7 +111,7 @@ def test_a_sweep_stored_on_s3(ray_local, sweep, s3):
                    "storage.endpoint_url": store.endpoint_url})
     assert tune.run(cfg) == 0
     from synthface_ray import storage
-    from synthface_ray.commands.common import read_parquet
+    from synthface_ray.storage import read_parquet
 
     exp = storage.resolve(f"{bucket}/tune/tiny", store)
     assert read_parquet(exp.join("results.parquet")).num_rows == 2
