@@ -20,6 +20,7 @@
 #                              sampled on 90 new PCA-Gaussian people of their centres (16 per identity / mix)
 #   merge                      real + synthetic with and without train-fr's data.same_identity merge
 #   aug                        FR trained with RandAugment (4, 16) on real and on syn-3000
+# Fourth round (about 13 min more): gen3000's 1120 images, plain conditional sampling with DDPM 30 steps.
 # Third round (about 1 h 10 min more): gen3000's 1120-image sets sampled at CFG 1, with DDPM 30 steps,
 #   at CFG 1 without the AdaptDiff negative, without mixes (54 people x 21), and "wide": all 100
 #   class centres + 40 mixes x 8 images (140 classes) at CFG 1; benchmarked in b1120; and emb3000's new
@@ -117,6 +118,9 @@ done_or "$ROOT/plan-wide-8.parquet" $SF plan --config $D/plan.yaml --set input.i
 generate s3000-wide-8-cfg1 gen3000 $ROOT/centres.parquet $ROOT/plan-wide-8.parquet --set sampler.cfg_scale=1.0
 generate emb-new-plain emb3000 $ROOT/new_ids.parquet $ROOT/plan-new-4.parquet \
   --set sampler.cfg_scale=1.0 --set sampler.negative.w_max=0.0
+# fourth round: plain conditional sampling with DDPM 30 steps (the two third-round gains together)
+generate s3000-16-plain-ddpm30 gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet \
+  --set sampler.cfg_scale=1.0 --set sampler.negative.w_max=0.0 --set sampler.solver=ddpm --set sampler.steps=30
 
 for set in s480 s3000 emb-new s6000-16 emb1k-16 s3000-16-cfg1 s3000-16-cfg1-noneg s3000-21-nomix s3000-wide-8-cfg1; do
   echo "== identities of $set"
@@ -143,7 +147,8 @@ $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set outp
   {name: syn-3000-16-ddpm30, sources: [{path: '$ROOT/generated/s3000-16-ddpm30'}]},
   {name: syn-3000-16-cfg1-noneg, sources: [{path: '$ROOT/generated/s3000-16-cfg1-noneg'}]},
   {name: syn-3000-21-nomix, sources: [{path: '$ROOT/generated/s3000-21-nomix', images: 1120}]},
-  {name: syn-3000-wide-8-cfg1, sources: [{path: '$ROOT/generated/s3000-wide-8-cfg1'}]}]"
+  {name: syn-3000-wide-8-cfg1, sources: [{path: '$ROOT/generated/s3000-wide-8-cfg1'}]},
+  {name: syn-3000-16-plain-ddpm30, sources: [{path: '$ROOT/generated/s3000-16-plain-ddpm30'}]}]"
 REAL="{path: '$ROOT/toyfaces', identities: 70, images: 280, weight: 0.5}"
 MERGE="{data.same_identity.fr_model: '$FR', data.same_identity.threshold: 0.8, data.same_identity.action: merge}"
 $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set output.name=merge --set random_init=false --set "arms=[
