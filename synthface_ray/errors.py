@@ -17,8 +17,14 @@ import sys
 
 from synthface_ray.config import ConfigError
 
+
+class MissingExtraError(ImportError):
+    """An optional dependency group (a pip extra) is not installed; the message names the
+    ``pip install 'synthface-ray[...]'`` that fixes it."""
+
+
 #: errors whose message alone tells the user what to fix (OSError: Permission/ConnectionError too)
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ValueError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ValueError, OSError, MissingExtraError)
 
 _ELSEWHERE = "or write the output elsewhere (output.path / --out)"
 #: errno -> (what happened, what to do); the path comes first in the message

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from synthface_ray.config import check_choice, check_range
+from synthface_ray.config import ConfigError, check_choice, check_range
 from synthface_ray.data.transforms import to_grid
 from synthface_ray.models.generator import IdentityGenerator
 from synthface_ray.models.objectives import Objective
@@ -54,7 +54,10 @@ class PreviewConfig:
         check_range("preview.steps", self.steps, 1, 1000)
         check_choice("preview.solver", self.solver, SOLVERS)
         check_range("preview.guidance", self.guidance, 0.0)
-        self.sampler_config()  # a bad preview.sampler section fails at load, naming the key
+        try:  # a bad preview.sampler section fails at load, naming the key
+            self.sampler_config()
+        except ConfigError as exc:
+            raise ConfigError(f"preview.{exc}") from None
 
     def sampler_config(self) -> SamplerConfig:
         """The composite sampler's settings for the grid (see the class docstring)."""

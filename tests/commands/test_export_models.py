@@ -71,3 +71,11 @@ def test_model_formats_name_the_wrong_folder(tmp_path, capsys):
     assert "no condition/metadata.json naming its objective" in capsys.readouterr().err
     assert cli.main(["export", "--from", str(tmp_path / "missing"), "--format", "onnx"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_onnx_without_the_extra_says_what_to_install(old_fr_export, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "onnxscript", None)
+    assert cli.main(["export", "--from", str(old_fr_export), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "needs onnxscript: pip install 'synthface-ray[onnx]'" in err and "Traceback" not in err
+    assert not (old_fr_export / "model.onnx").exists()

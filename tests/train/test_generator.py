@@ -257,8 +257,8 @@ def test_preview_is_what_generate_draws(process_group, tmp_path, objective):
 def test_preview_sampler_section_is_checked_at_load():
     from synthface_ray.train.preview import PreviewConfig
 
-    with pytest.raises(ConfigError, match="sampler.recipe"):
+    with pytest.raises(ConfigError, match=r"^preview\.sampler\.recipe='nope'"):
         PreviewConfig(sampler={"recipe": "nope"})
-    with pytest.raises(ConfigError, match="sampler.steps"):
+    with pytest.raises(ConfigError, match=r"^preview\.sampler\.steps"):
         PreviewConfig(sampler={"steps": 0})
     assert PreviewConfig(steps=5, guidance=2.0).sampler_config().cfg_scale == 2.0

@@ -59,6 +59,7 @@ from typing import Any
 
 import torch
 
+from synthface_ray.errors import MissingExtraError
 from synthface_ray.models.recognition.iresnet import DEPTHS, BackboneConfig
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def require_onnx() -> tuple[Any, Any]:
         except ImportError:
             missing.append(name)
     if missing:
-        raise ImportError(f"ONNX export of the FR backbone needs {', '.join(missing)}: "
+        raise MissingExtraError(f"ONNX export of the FR backbone needs {', '.join(missing)}: "
                           f"{ONNX_EXTRA}")
     import onnx
     import onnxruntime
