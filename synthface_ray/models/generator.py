@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthface_ray import storage
 from synthface_ray.config import ConfigError, check_choice, check_range, from_dict, to_dict
 
 CONDITION_KINDS = ("class", "embedding")
@@ -536,9 +537,7 @@ def write_diffusers_files(folder: str | Path, objective: dict[str, Any], latent:
     scheduler.save_pretrained(folder / SCHEDULER_DIR)
     source = Path(template.__file__).read_text(encoding="utf-8")
     for path in (folder / PIPELINE_FILE, folder / CONDITION_DIR / CONDITION_MODULE):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(source, encoding="utf-8")
-        tmp.replace(path)
+        storage.atomic_write_text(storage.resolve(path), source)
     index = {
         "_class_name": [PIPELINE_FILE.removesuffix(".py"), template.SynthFacePipeline.__name__],
         "_diffusers_version": diffusers.__version__,

@@ -51,7 +51,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,6 +58,7 @@ from typing import Any
 
 import torch
 
+from synthface_ray import storage
 from synthface_ray.errors import MissingExtraError
 from synthface_ray.models.recognition.iresnet import DEPTHS, BackboneConfig
 
@@ -166,8 +166,7 @@ def require_onnx() -> tuple[Any, Any]:
         except ImportError:
             missing.append(name)
     if missing:
-        raise MissingExtraError(f"ONNX export of the FR backbone needs {', '.join(missing)}: "
-                          f"{ONNX_EXTRA}")
+        raise MissingExtraError(f"ONNX export of the FR backbone needs {', '.join(missing)}: {ONNX_EXTRA}")
     import onnx
     import onnxruntime
 
@@ -206,28 +205,27 @@ def export_onnx(model: torch.nn.Module, config: BackboneConfig, path: str | Path
     """Write ``model`` (an IResNet of ``config``) as ONNX to ``path``: input ``data`` float32
     ``(batch, 3, S, S)`` (dynamic batch, preprocessing :data:`NORMALISATION`), output
     ``embedding`` ``(batch, embedding_dim)``, not normalised. The file carries the preprocessing
-    in its metadata (``synthface.*`` keys). Written to a temporary name, then renamed."""
+    in its metadata (``synthface.*`` keys). Written atomically (:func:`storage.atomic_local_path`)."""
     onnx, _ = require_onnx()
     path = Path(path)
     s = config.input_size
     model = _cpu_eval(model)
     example = torch.zeros(2, 3, s, s)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with _quiet_exporter(), torch.no_grad():
-        torch.onnx.export(model, (example,), str(tmp), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                          dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False,
-                          verbose=False)
-    proto = onnx.load(str(tmp))
     meta = {"synthface.backbone": json.dumps({"name": config.name, "input_size": s, "width": config.width,
                                               "embedding_dim": config.embedding_dim}),
             "synthface.input": f"{ONNX_INPUT}: float32 NCHW RGB (batch, 3, {s}, {s}), "
                                f"{NORMALISATION['formula']}",
             "synthface.output": f"{ONNX_OUTPUT}: float32 (batch, {config.embedding_dim}), not L2-normalised"}
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
+    with storage.atomic_local_path(storage.resolve(path)) as tmp:
+        with _quiet_exporter(), torch.no_grad():
+            torch.onnx.export(model, (example,), tmp, input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                              dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False,
+                              verbose=False)
+        proto = onnx.load(tmp)
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, tmp)
     return path
 
 
@@ -260,12 +258,6 @@ def onnx_max_abs_diff(model: torch.nn.Module, config: BackboneConfig, path: str 
 
 
 # export folders ----------------------------------------------------------------------------------
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_interop(folder: str | Path, model: torch.nn.Module, config: BackboneConfig, *,
                   onnx: bool | None = None) -> dict[str, Any]:
     """Add the insightface and ONNX exports of ``model`` to the FR export ``folder`` and describe
@@ -279,7 +271,8 @@ def write_interop(folder: str | Path, model: torch.nn.Module, config: BackboneCo
     folder = Path(folder)
     model = _cpu_eval(model)
     state = {k: v.detach().contiguous().cpu() for k, v in to_insightface(model.state_dict()).items()}
-    _write_atomic(folder / INSIGHTFACE_WEIGHTS, lambda p: torch.save(state, p))
+    with storage.atomic_local_path(storage.resolve(folder / INSIGHTFACE_WEIGHTS)) as tmp:
+        torch.save(state, tmp)
     meta: dict[str, Any] = {
         "input": {"name": ONNX_INPUT, "shape": ["batch", 3, config.input_size, config.input_size],
                   **NORMALISATION},
@@ -308,12 +301,10 @@ def write_interop(folder: str | Path, model: torch.nn.Module, config: BackboneCo
                             type(exc).__name__, exc, ONNX_FILE, str(folder))
                 meta["onnx"] = {"error": f"{type(exc).__name__}: {exc}"}
             else:
-                _write_atomic(folder / PIXEL_NORM_FILE,
-                              lambda p: p.write_text("127.5\n127.5\n", encoding="utf-8"))
+                storage.atomic_write_text(storage.resolve(folder / PIXEL_NORM_FILE), "127.5\n127.5\n")
                 meta["onnx"] = {"file": ONNX_FILE, "opset": _onnx_opset(folder / ONNX_FILE),
                                 "pixel_norm": PIXEL_NORM_FILE, "check": check}
-    text = json.dumps(meta, indent=2) + "\n"
-    _write_atomic(folder / INTEROP_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    storage.atomic_write_text(storage.resolve(folder / INTEROP_FILE), json.dumps(meta, indent=2) + "\n")
     return meta
 
 
