@@ -89,7 +89,8 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         return 0
     ids, _ = read_identities(cfg.input.identities, cfg.storage)
     negative_of, mixes = _mining(cfg, ids)
-    check_plan_size(len(ids), cfg.plan.images_per_identity, len(mixes), cfg.plan.images_per_mix)
+    check_plan_size(len(ids), cfg.plan.images_per_identity, len(mixes), cfg.plan.images_per_mix,
+                    sum(len(m[1]) for m in mixes))
     table = plan_rows(ids, cfg.plan.images_per_identity, negative_of, mixes,
                       cfg.plan.images_per_mix, cfg.plan.seed)
     write_parquet(table, out, cfg, "plan")

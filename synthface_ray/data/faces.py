@@ -30,7 +30,7 @@ from synthface_ray.storage import Location, StorageConfig
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
 CARD = "README.md"
-SHARD_PATTERN = re.compile(r"^part-\d{5}\.parquet$")
+SHARD_PATTERN = re.compile(r"^part-(\d{5,})\.parquet$")  # 6+ digits past shard 99,999
 #: the shards' names as a glob, for the dataset card's ``data_files`` (matches :func:`shard_name`)
 SHARD_GLOB = "part-*.parquet"
 FORMAT = "synthface-faces"
@@ -41,7 +41,14 @@ class OutputExistsError(FileExistsError):
 
 
 def shard_name(index: int) -> str:
+    """``part-00042.parquet``: 5 digits, more past shard 99,999 (parse with :func:`shard_index`)."""
     return f"part-{index:05d}.parquet"
+
+
+def shard_index(name: str) -> int | None:
+    """The shard number of a file name made by :func:`shard_name`, else None."""
+    match = SHARD_PATTERN.match(name)
+    return int(match.group(1)) if match else None
 
 
 def _now() -> str:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthface_ray import storage
-from synthface_ray.data.faces import MANIFEST, SHARD_PATTERN, shard_name
+from synthface_ray.data.faces import MANIFEST, shard_index, shard_name
 from synthface_ray.mining.plan import ROW_ID
 from synthface_ray.storage import Location
 
@@ -88,7 +88,7 @@ def split_shards(plan: pa.Table, todo: set[int] | None = None) -> list[pa.Table]
 def committed(loc: Location) -> set[int]:
     """Shard numbers whose Parquet file is committed under ``loc``."""
     names = (p.rsplit("/", 1)[-1] for p in storage.list_files(loc, ".parquet"))
-    return {int(n[5:10]) for n in names if SHARD_PATTERN.match(n)}
+    return {k for k in map(shard_index, names) if k is not None}
 
 
 def receipt(shard: int, data: bytes, table: pa.Table, **extra: Any) -> dict[str, Any]:

@@ -11,24 +11,43 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from synthface_ray.config import ConfigError
+
 ROW_ID, IDENTITY_ID, MIX_IDS, MIX_WEIGHTS, NEGATIVE_ID, SEED = (
     "row_id", "identity_id", "mix_ids", "mix_weights", "negative_id", "seed")
 _MASK63 = np.uint64(2**63 - 1)
-#: a plan's list columns (mix_ids, mix_weights) use 32-bit offsets
-MAX_ROWS = 2**31 - 1
+#: a plan's list columns (mix_ids, mix_weights) use 32-bit offsets: at most this many rows, and
+#: this many list entries (one per single-identity row, one per source of each mix row)
+MAX_ROWS = MAX_ENTRIES = 2**31 - 1
 #: measured peak memory of :func:`plan_rows` per row (the table is 52 B a row, plus temporaries)
 ROW_BYTES = 120
 
 
-def check_plan_size(identities: int, images_per_identity: int, mixes: int, images_per_mix: int) -> None:
-    """Refuse a plan that cannot be built here: more rows than a plan holds, or than memory fits."""
+def check_plan_size(identities: int, images_per_identity: int, mixes: int, images_per_mix: int,
+                    mix_sources: int | None = None) -> None:
+    """Refuse a plan that cannot be built here: more rows or list entries than a plan holds
+    (``mix_sources``: the sources of all mixes together, default 2 per mix), or more than memory fits."""
     from synthface_ray.limits import check_count
 
+    what = f"a plan of {identities} identities x {images_per_identity} images + {mixes} mixes x {images_per_mix} images"
+    fix = ("lower plan.images_per_identity / plan.images_per_mix, or split the identities into "
+           "several plans (and generate them as several runs)")
     rows = identities * images_per_identity + mixes * images_per_mix
-    check_count(f"a plan of {identities} identities x {images_per_identity} images + {mixes} mixes x "
-                f"{images_per_mix} images", rows, "rows", ROW_BYTES,
-                "lower plan.images_per_identity / plan.images_per_mix, or split the identities into "
-                "several plans (and generate them as several runs)", MAX_ROWS, "a plan holds")
+    entries = identities * images_per_identity + (2 * mixes if mix_sources is None else mix_sources) * images_per_mix
+    if rows <= MAX_ROWS < entries:
+        raise ConfigError(f"{what} = {entries:,} mix_ids entries (one per single-identity row, one per source of "
+                          f"each mix row): more than the {MAX_ENTRIES:,} a plan's list columns hold; {fix}")
+    check_count(what, rows, "rows", ROW_BYTES, fix, MAX_ROWS, "a plan holds")
+
+
+def list_offsets(sizes: np.ndarray) -> pa.Array:
+    """The int32 offsets of list columns whose rows hold ``sizes`` entries; refuses more entries
+    than int32 offsets address (:data:`MAX_ENTRIES`) instead of wrapping around."""
+    offsets = np.concatenate([[0], np.cumsum(np.asarray(sizes, np.int64))])
+    if offsets[-1] > MAX_ENTRIES:
+        raise ConfigError(f"a plan of {len(sizes):,} rows holds {int(offsets[-1]):,} mix_ids entries: more than "
+                          f"the {MAX_ENTRIES:,} a plan's list columns hold; split it into several plans")
+    return pa.array(offsets.astype(np.int32))
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -64,9 +83,8 @@ def plan_rows(identity_ids, images_per_identity: int, negative_of: dict[int, int
     mix_rows = [m for m in mixes for _ in range(images_per_mix)]
     n_single = len(single_ids)
     identity = np.concatenate([single_ids, np.array([m[0] for m in mix_rows], np.int64)])
-    offsets_single = np.arange(n_single + 1, dtype=np.int64)
-    mix_sizes = np.array([len(m[1]) for m in mix_rows], np.int64)
-    offsets = np.concatenate([offsets_single, n_single + np.cumsum(mix_sizes)]).astype(np.int32)
+    offsets = list_offsets(np.concatenate([np.ones(n_single, np.int64),
+                                           np.array([len(m[1]) for m in mix_rows], np.int64)]))
     flat_ids = np.concatenate([single_ids] + [np.asarray(m[1], np.int64) for m in mix_rows])
     flat_w = np.concatenate([np.ones(n_single, np.float32)]
                             + [np.asarray(m[2], np.float32) for m in mix_rows])
@@ -74,8 +92,8 @@ def plan_rows(identity_ids, images_per_identity: int, negative_of: dict[int, int
     return pa.table({
         ROW_ID: rows,
         IDENTITY_ID: identity,
-        MIX_IDS: pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat_ids, pa.int64())),
-        MIX_WEIGHTS: pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat_w, pa.float32())),
+        MIX_IDS: pa.ListArray.from_arrays(offsets, pa.array(flat_ids, pa.int64())),
+        MIX_WEIGHTS: pa.ListArray.from_arrays(offsets, pa.array(flat_w, pa.float32())),
         NEGATIVE_ID: np.concatenate([single_neg, np.full(len(mix_rows), -1, np.int64)]),
         SEED: row_seeds(seed, rows),
     })

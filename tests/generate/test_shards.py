@@ -53,6 +53,20 @@ def test_commit_publishes_the_shard_and_a_receipt_that_matches_it(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temp files left
 
 
+def test_shard_numbers_past_99999_get_six_digits_and_are_found_again(tmp_path):
+    # 100,000 shards = 25.6M rows at the default 256 rows per file: a million-image cluster run
+    # with small shards gets there, and a resume must still see every committed shard
+    loc = storage.resolve(str(tmp_path))
+    table = shards.assign_shards(_plan(2), 2)
+    for k in (0, 99_999, 100_000, 1_234_567):
+        shards.commit_shard(loc, k, table)
+    assert sorted(p for p in os.listdir(tmp_path) if p.endswith(".parquet"))[-1] == "part-99999.parquet"
+    assert shards.committed(loc) == {0, 99_999, 100_000, 1_234_567}
+    assert shards.read_receipt(loc, 100_000)["path"] == "part-100000.parquet"
+    (tmp_path / "part-7.parquet").write_bytes(b"")  # not ours: too few digits
+    assert shards.committed(loc) == {0, 99_999, 100_000, 1_234_567}
+
+
 def test_commit_to_s3(s3):
     store, bucket = s3
     loc = storage.resolve(f"{bucket}/gen", store)

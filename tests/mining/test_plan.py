@@ -33,3 +33,21 @@ def test_splitmix64_known_values():
     with np.errstate(over="ignore"):
         states = np.array([0, gamma], np.uint64)
     assert [hex(int(v)) for v in splitmix64(states)] == ["0xe220a8397b1dcdaf", "0x6e789e6aa1b965f4"]
+
+
+def test_more_list_entries_than_int32_offsets_hold_are_refused_not_wrapped():
+    # mix_ids / mix_weights use 32-bit offsets: 2^31 entries would wrap to negative offsets
+    import pytest
+
+    from synthface_ray.config import ConfigError
+    from synthface_ray.mining.plan import MAX_ENTRIES, check_plan_size, list_offsets
+
+    assert list_offsets(np.array([1, 2, 3])).to_pylist() == [0, 1, 3, 6]
+    with pytest.raises(ConfigError, match=r"2,147,483,648 mix_ids entries: more than the 2,147,483,647"):
+        list_offsets(np.array([MAX_ENTRIES, 1]))
+    # 1.2e9 mix rows of 2 sources: rows fit a plan, entries do not (checked before any memory estimate)
+    with pytest.raises(ConfigError, match=r"= 2,400,000,000 mix_ids entries .* more than the 2,147,483,647 a "
+                                          r"plan's list columns hold; lower plan.images_per_identity"):
+        check_plan_size(10, 0, 1_200_000, 1000)
+    with pytest.raises(ConfigError, match=r"3,600,000,000 mix_ids entries"):
+        check_plan_size(10, 0, 1_200_000, 1000, mix_sources=3_600_000)
