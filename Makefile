@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # several GB of CUDA packages. On a GPU box: make setup TORCH="torch==2.13.0 --index-url ..."
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup demo tune benchmark test lint bench clean
+.PHONY: setup demo tune benchmark test lint bench bench-scale bench-gpu clean
 
 $(BIN)/synthface: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ bench: setup  ## benchmarks/*.py; record results in docs/BENCHMARKS.md
 	$(BIN)/python benchmarks/mining.py
 	$(BIN)/python benchmarks/evaluation.py
 	$(BIN)/python benchmarks/generate.py
+
+bench-scale: setup  ## cost growth from 10k to 1M rows (about an hour on 2 cores); docs/BENCHMARKS.md
+	$(BIN)/python benchmarks/scale.py generate --sizes 10000,100000,1000000
+	$(BIN)/python benchmarks/scale.py evaluate --sizes 10000,100000,1000000
+	$(BIN)/python benchmarks/scale.py mining --sizes 10000,30000,100000
+	$(BIN)/python benchmarks/scale.py report --plot docs/scale_growth.png
+
+bench-gpu: setup  ## what one GPU delivers (under 8 minutes on an H200; `benchmarks/gpu.py --dry` on a CPU)
+	PYTHONUNBUFFERED=1 $(BIN)/python benchmarks/gpu.py --out runs/gpu.md
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -25,7 +25,7 @@ REPORT_MARKER = "report.md"
 
 def collect(cfg: Config, embedder):
     """One pass over the data: embeddings and labels of every image, pixels of at most
-    ``diversity.pixel_max_per_class`` images per identity, and ``fr_cosine`` if present (rows
+    ``diversity.pixel_max_per_class`` images per identity of the first ``diversity.pixel_identities``, and ``fr_cosine`` if present (rows
     of corrupt images dropped); returns ``(inputs, decode report)``."""
     from synthface_ray.data import faces
     from synthface_ray.data.loader import iter_training_batches
@@ -42,7 +42,7 @@ def collect(cfg: Config, embedder):
             embs.append(embedder(batch["image"], cfg.model.batch_size))
             lab = batch["label"].numpy()
             labels.append(lab)
-            keep = first_per_label(lab, taken, cap)
+            keep = first_per_label(lab, taken, cap, cfg.diversity.pixel_identities)
             pixels.append(from_model_range(batch["image"][keep].numpy()))
             pixel_labels.append(lab[keep])
             bar.update(len(lab))

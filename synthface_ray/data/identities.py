@@ -106,13 +106,21 @@ def validate_identities_schema(schema: pa.Schema) -> None:
         raise SchemaError("identities table lacks or mistypes: " + ", ".join(problems))
 
 
+CENTRE_CHUNK = 16_384  # rows of :func:`class_centers` in float64 at a time
+
+
 def class_centers(embeddings, labels) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, centres)``: the normalised mean of each label's L2-normalised embeddings."""
-    emb = np.asarray(embeddings, np.float64)
-    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
+    emb = np.asarray(embeddings)
     ids, inverse = np.unique(np.asarray(labels), return_inverse=True)
     sums = np.zeros((len(ids), emb.shape[1]))
-    np.add.at(sums, inverse, emb)
+    for start in range(0, len(emb), CENTRE_CHUNK):  # float64 a chunk at a time: memory ~ centres + a chunk
+        part = emb[start:start + CENTRE_CHUNK].astype(np.float64)
+        part /= np.linalg.norm(part, axis=1, keepdims=True).clip(1e-12)
+        codes = inverse[start:start + CENTRE_CHUNK]
+        order = np.argsort(codes, kind="stable")
+        first = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+        sums[codes[order][first]] += np.add.reduceat(part[order], first, axis=0)
     return ids.astype(np.int64), (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
 

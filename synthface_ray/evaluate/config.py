@@ -49,11 +49,14 @@ class VerificationSection:
 class DiversitySection:
     max_per_class: int = 50
     pixel_max_per_class: int = 20
+    pixel_identities: int | None = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_range("diversity.max_per_class", self.max_per_class, 2)
         check_range("diversity.pixel_max_per_class", self.pixel_max_per_class, 2)
+        if self.pixel_identities is not None:
+            check_range("diversity.pixel_identities", self.pixel_identities, 1)
 
 
 @dataclass

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synthface_ray.evaluate.separability import EvaluationError, check_embeddings, check_labels
+from synthface_ray.evaluate.separability import (
+    EvaluationError,
+    check_embeddings,
+    check_labels,
+    unit_rows,
+    validate_embeddings,
+)
 
 
 def identity_consistency(fr_cosine) -> float:
@@ -59,7 +65,7 @@ def class_centres(emb, labels) -> tuple[np.ndarray, np.ndarray]:
     :func:`synthface_ray.data.identities.class_centers` after the input checks)."""
     from synthface_ray.data.identities import class_centers
 
-    x = check_embeddings(emb, "emb")
+    x = validate_embeddings(emb, "emb")  # class_centers normalises the rows itself, a chunk at a time
     lab = np.asarray(labels)
     if lab.shape != (len(x),):
         raise EvaluationError(f"mismatched lengths: emb has {len(x)} rows but labels has shape "
@@ -91,10 +97,11 @@ def intra_class_diversity(emb, labels, max_per_class: int | None = 50, seed: int
     """FR-space intra-class diversity: per identity, the mean of 1 - cos over its image pairs
     (at most ``max_per_class`` images, subsampled with ``seed``), averaged over identities.
     0 = every image of an identity embeds identically; 1 = orthogonal on average."""
-    x = check_embeddings(emb, "emb")
+    x = validate_embeddings(emb, "emb")  # each identity's rows are normalised when used
 
     def pair_mean(rows: np.ndarray) -> float:
-        sims = x[rows] @ x[rows].T
+        unit = unit_rows(x, rows)
+        sims = unit @ unit.T
         return float(1.0 - sims[np.triu_indices(len(rows), 1)].mean())
 
     return _per_class_mean(labels, len(x), pair_mean, max_per_class, seed)

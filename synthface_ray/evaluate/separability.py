@@ -343,10 +343,35 @@ def _check_matrix(embeddings, name: str) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] < 1 or not np.issubdtype(x.dtype, np.number):
         raise EvaluationError(f"{name} must be a numeric (N, D) array, got shape {x.shape} "
                               f"dtype {x.dtype}")
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    bad = np.concatenate([start + np.flatnonzero(~np.isfinite(x[start:start + CHECK_CHUNK]).all(axis=1))
+                          for start in range(0, len(x), CHECK_CHUNK)] or [np.empty(0, np.int64)])
     if bad.size:
         raise EvaluationError(f"{name} row {bad[0]} has NaN or inf values ({bad.size} bad rows)")
     return x
+
+
+def _unit_rows(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows scaled to unit length in float64, which rows are all zeros)``."""
+    chunk = chunk.astype(np.float64)
+    norms = np.linalg.norm(chunk, axis=1)
+    return chunk / np.where(norms == 0, 1.0, norms)[:, None], norms == 0
+
+
+def validate_embeddings(embeddings, name: str = "embeddings") -> np.ndarray:
+    """The (N, D) matrix as it is (no copy), after the checks of :func:`check_embeddings`, made
+    ``CHECK_CHUNK`` rows at a time: for metrics that use a few rows of a large set at once."""
+    x = _check_matrix(embeddings, name)
+    for start in range(0, len(x), CHECK_CHUNK):
+        zero = np.flatnonzero(~x[start:start + CHECK_CHUNK].any(axis=1))
+        if zero.size:
+            raise EvaluationError(f"{name} row {start + zero[0]} is all zeros: a cosine needs a direction")
+    return x
+
+
+def unit_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of a :func:`validate_embeddings` matrix in float64 at unit length (the same numbers
+    :func:`check_embeddings` gives them)."""
+    return _unit_rows(x[rows])[0]
 
 
 def check_embeddings(embeddings, name: str = "embeddings", dtype=np.float64,
@@ -360,10 +385,9 @@ def check_embeddings(embeddings, name: str = "embeddings", dtype=np.float64,
     zero = []
     for start in range(0, len(order), CHECK_CHUNK):
         rows = order[start:start + CHECK_CHUNK]
-        chunk = x[rows].astype(np.float64)
-        norms = np.linalg.norm(chunk, axis=1)
-        zero.extend(rows[norms == 0].tolist())
-        out[start:start + len(rows)] = chunk / np.where(norms == 0, 1.0, norms)[:, None]
+        unit, zeros = _unit_rows(x[rows])
+        zero.extend(rows[zeros].tolist())
+        out[start:start + len(rows)] = unit
     if zero:
         raise EvaluationError(f"{name} row {min(zero)} is all zeros: a cosine needs a direction")
     return out
@@ -505,5 +529,5 @@ __all__ = [
     "BIN_WIDTH", "FMR100", "FMR1000", "HIST_BINS", "EvaluationError", "ScoreHistogram",
     "SeparabilityResult", "check_embeddings", "check_labels", "d_prime", "eer_from_counts",
     "eer_threshold", "error_rates", "fdr", "fnmr_at_fmr", "sample_identities", "separability",
-    "separability_from_histograms", "separability_from_scores",
+    "separability_from_histograms", "separability_from_scores", "unit_rows", "validate_embeddings",
 ]

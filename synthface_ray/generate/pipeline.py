@@ -273,16 +273,23 @@ def build_dataset(job: Job, use_gpu: bool):
               "run": cfg.output.name, "drop_failed": cfg.gate.enabled and cfg.gate.on_fail == "drop"}
     fused = pool.fused(use_gpu)
     gpu = {"num_gpus": pool.gpus_per_actor} if use_gpu else {"num_cpus": pool.cpus_per_actor}
-    ds = ray.data.from_arrow(parts).map_batches(
+    # Ray Data refuses batch_size=None (whole blocks) with GPUs: there a batch is up to one shard's
+    # rows, and the dataset keeps its order, so the one short shard (the last) comes last to every
+    # stage and no batch mixes two shards
+    batch_size = cfg.output.rows_per_file if use_gpu else None
+    ds = ray.data.from_arrow(parts)
+    if use_gpu:
+        ds.context.execution_options.preserve_order = True  # this dataset's own copy of the context
+    ds = ds.map_batches(
         GeneratorActor, fn_constructor_kwargs={"settings": settings, "commit": commit if fused else None},
-        batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
+        batch_size=batch_size, batch_format="pyarrow", zero_copy_batch=True,
         compute=ray.data.ActorPoolStrategy(min_size=pool.min_actors or pool.actors, max_size=pool.actors), **gpu)
     if fused:
         return ds
     if cfg.model.fr and not cfg.gate.enabled:  # the gate scored every row already
         fr_res = {"num_gpus": pool.fr_gpus} if use_gpu else {"num_cpus": pool.fr_cpus}
         ds = ds.map_batches(FRScorer, fn_constructor_kwargs={"settings": settings, "size": job.shape[-1]},
-                            batch_size=None, batch_format="pyarrow",
+                            batch_size=batch_size, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(size=pool.fr_actors), **fr_res)
     return ds.map_batches(encode_and_commit, batch_size=None, batch_format="pyarrow", num_cpus=pool.encode_cpus,
                           fn_kwargs=commit)

@@ -155,6 +155,7 @@ class Collected:
     first ``cap`` images of each identity (as ``synthface evaluate`` keeps them)."""
 
     cap: int
+    identities: int | None = None  # pixels of the first this many identities only (None: all)
     keep_all: bool = False  # also keep every image (a downstream FR model trains on them)
     parts: dict[str, list] = field(default_factory=lambda: {k: [] for k in ("emb", "labels", "cos", "pix", "pix_labels")})
     taken: dict[int, int] = field(default_factory=dict)
@@ -163,7 +164,7 @@ class Collected:
     def add(self, labels: np.ndarray, emb: np.ndarray, cos: np.ndarray, pixels: np.ndarray) -> None:
         from synthface_ray.evaluate.report import first_per_label
 
-        keep = first_per_label(labels, self.taken, self.cap)
+        keep = first_per_label(labels, self.taken, self.cap, self.identities)
         for key, value in (("emb", emb), ("labels", labels), ("cos", cos), ("pix", pixels[keep]),
                            ("pix_labels", labels[keep])):
             self.parts[key].append(value)
@@ -241,7 +242,8 @@ def run_trial(models: Models, sampler, knobs: PlanKnobs, protocol: ProtocolSecti
     from synthface_ray.evaluate.report import compute_metrics
 
     pool = trial_pool(models.pool, knobs, protocol.seed)
-    collected = Collected(evaluation.diversity.pixel_max_per_class, keep_all=downstream is not None)
+    collected = Collected(evaluation.diversity.pixel_max_per_class, evaluation.diversity.pixel_identities,
+                          keep_all=downstream is not None)
     plans = rung_plans(pool, knobs, protocol)
     for rung, plan in enumerate(plans, 1):
         if plan.num_rows:

@@ -81,6 +81,38 @@ def test_staged_pools_write_the_same_bytes_as_the_fused_reference(reference, gen
     assert open_faces(str(tmp_path / "ref")).to_table().column("fr_cosine").null_count == 0
 
 
+@pytest.mark.parametrize("stages", ["fused", "staged"])
+def test_gpu_pools_take_one_shard_per_batch_in_plan_order(ray_local, gen_inputs, tmp_path, stages):
+    """Ray Data refuses whole-block batches (``batch_size=None``) for actors that claim GPUs, so
+    every GPU run failed at once: a GPU pipeline is built (not run: no GPU here; the bytes of a run
+    on logical GPUs matched the CPU run's, checked with ``benchmarks/gpu.py --dry --ray-gpus 1``)
+    with batches of one shard's rows, in plan order so the short last shard comes last."""
+    from synthface_ray.generate import pipeline
+
+    job = pipeline.prepare(gen_config(gen_inputs, tmp_path, stages, **{"pool.stages": stages}))
+    pipeline.open_output(job)
+    ds = pipeline.build_dataset(job, use_gpu=True)
+    assert ds.context.execution_options.preserve_order
+    gpu_stages = {"fused": [12], "staged": [None, 12, 12]}[stages]  # encode tasks (CPU) keep whole blocks
+    assert _batch_sizes(ds) == gpu_stages
+    cpu = pipeline.build_dataset(job, use_gpu=False)
+    assert _batch_sizes(cpu) == [None] * len(gpu_stages)
+    assert not cpu.context.execution_options.preserve_order  # CPU pools keep Ray's default
+
+
+def _batch_sizes(ds) -> list:
+    """``batch_size`` of each map_batches stage, last stage first."""
+    from ray.data._internal.logical.operators.map_operator import MapBatches
+
+    sizes, ops = [], [ds._logical_plan.dag]
+    while ops:
+        op = ops.pop()
+        if isinstance(op, MapBatches):
+            sizes.append(op.batch_size)
+        ops.extend(op.input_dependencies)
+    return sizes
+
+
 def test_end_to_end_to_s3(ray_local, gen_inputs, s3):
     store, bucket = s3
     cfg = gen_config(gen_inputs, f"{bucket}/generated", "s3run", **{"storage.endpoint_url": store.endpoint_url})
