@@ -74,7 +74,8 @@ def test_a_benchmark_on_s3_reads_and_writes_through_the_endpoint(ray_local, benc
     write_faces(toyfaces_table(ToyFacesConfig(first_identity=8, identities=5, images_per_identity=4,
                                               resolution=24)), f"{bucket}/test", store)
     cfg = bench(**{"output.path": f"{bucket}/bench", "storage.endpoint_url": store.endpoint_url,
-                   "test.sets": [{"name": "unseen", "path": f"{bucket}/test"}], "resources.concurrent": 2})
+                   "test.sets": [{"name": "unseen", "path": f"{bucket}/test"}], "resources.concurrent": 2,
+                   "seeds": [0]})  # one training trial: the killed-run test covers several seeds (CI time)
     from synthface_ray.commands import benchmark
 
     assert benchmark.run(cfg) == 0
@@ -82,15 +83,14 @@ def test_a_benchmark_on_s3_reads_and_writes_through_the_endpoint(ray_local, benc
     from synthface_ray.storage import read_parquet
 
     rows = read_parquet(loc.join("results.parquet")).to_pylist()
-    assert sorted((r["arm"], r["seed"]) for r in rows) == [("random_init", 0), ("random_init", 1),
-                                                         ("real", 0), ("real", 1)]
+    assert sorted((r["arm"], r["seed"]) for r in rows) == [("random_init", 0), ("real", 0)]
     for r in rows:
         assert r["folder"].startswith(f"{bucket}/bench/tiny/trials/")
         assert storage.read_json(storage.resolve(r["folder"], store).join("result.json"))["test"]["unseen"][
             "accuracy"] == r["accuracy"]
     assert storage.exists(loc.join("report.md")) and storage.exists(loc.join("plots", "accuracy_unseen.png"))
     spec, _ = plan.preflight(cfg)
-    assert storage.exists(trial_folder(spec, "real", 1).join("fr", "export", "backbone_config.json"))
+    assert storage.exists(trial_folder(spec, "real", 0).join("fr", "export", "backbone_config.json"))
 
 
 # bad input: refused before any trial ---------------------------------------------------------
