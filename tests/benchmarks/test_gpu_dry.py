@@ -84,10 +84,10 @@ def test_pipeline_faiss_and_projection_figures(dry):
     report = dry[1]
     runs = table(section(report, "pipeline"))
     assert [r["run"].split(" x ")[0] for r in runs] == [
-        "bare loop (one process, no Ray)", "pipeline, 1 actor(s)", "pipeline, 2 actor(s)"]
+        "bare loop (one process, no Ray)", "pipeline, 2 actor(s)"]
     for r in runs:
         positive(r["images/s end to end"]), positive(r["ratio to bare"])
-    assert "2 generator actor(s)" in runs[2]["pool"]
+    assert "2 generator actor(s)" in runs[1]["pool"]
     (faiss,) = table(section(report, "faiss"))
     assert faiss["rows x dim"] == "2,000 x 512" and faiss["kept"] == faiss["expected kept"] == "1800"
     assert faiss["rejected"] == "200" and positive(faiss["wall s"]) < 60

@@ -178,24 +178,9 @@ def test_driver_killed_with_sigkill_then_rerun_completes(ray_local, reference, g
     assert _files(tmp_path / "ref") == _files(reference)
 
 
-def test_driver_killed_while_overwriting_leaves_the_old_dataset_whole(ray_local, reference, gen_inputs, tmp_path,
-                                                                      capsys):
-    """output.overwrite=true on a complete dataset, the driver SIGKILLed once new shards exist:
-    the old dataset is still complete and byte-identical; the re-run resumes the replacement and
-    swaps it in, leaving no replacement folder."""
-    import shutil
-
-    shutil.copytree(reference, tmp_path / "ref")
-    cfg = gen_config(gen_inputs, tmp_path, "ref", **{"output.overwrite": True})
-    new = tmp_path / ".ref.replacing"
-    path = _kill_driver_once_shards_exist(ray_local, cfg, tmp_path, new)
-    _check_dataset(str(tmp_path / "ref"), gen_inputs["plan"])  # the old dataset, complete
-    assert _files(tmp_path / "ref") == _files(reference)
-    assert generate.run(config.load(type(cfg), str(path))) == 0
-    assert "resuming" in capsys.readouterr().out
-    _check_dataset(str(tmp_path / "ref"), gen_inputs["plan"])
-    assert _files(tmp_path / "ref") == _files(reference) and not new.exists()
-    assert (tmp_path / "ref" / "config.yaml").exists()
+# A driver SIGKILLed while output.overwrite replaces a complete dataset (the old one stays whole and
+# byte-identical, the re-run resumes the replacement and swaps it in, no replacement folder left):
+# tests/generate/test_kill_trials.py runs exactly that through benchmarks/kill_trials.py.
 
 
 @pytest.fixture(scope="module")
