@@ -8,7 +8,7 @@ GPU path of section 4; the package itself needs no install: the script puts the 
     PYTHONUNBUFFERED=1 python benchmarks/gpu.py --out $OUT/gpu.md   # budgeted to 450 s (--budget)
 
 On any machine without a GPU, the dry mode runs the same code on tiny sizes (CI's smoke test,
-about 40 s on 2 cores; ``--ray-gpus 1`` gives Ray one logical GPU so the pipeline takes its GPU
+about 30 s on 2 cores; ``--ray-gpus 1`` gives Ray one logical GPU so the pipeline takes its GPU
 layout, staged with fractional actors, while the actors compute on CPU: about 70 s)::
 
     python benchmarks/gpu.py --dry
