@@ -62,7 +62,6 @@ import os
 import platform
 import signal
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -388,23 +387,6 @@ def load_on(model: str, run: Run) -> LoadedGenerator:
     return gen
 
 
-def bare_forward(gen: LoadedGenerator, cond: Conditions, repeats: int, device: torch.device, dtype: torch.dtype) -> float:
-    """Median seconds of one forward of the network on the batch (sampler.py's reference, on
-    ``device``; the first call warms up)."""
-    x = torch.randn(cond.batch, *gen.shape, device=device, dtype=dtype)
-    ctx = cond.contexts[cond.mix_ids[:, 0].to(cond.contexts.device)].to(device=device, dtype=dtype)
-    t = torch.full((cond.batch,), 0.5, device=device)
-    times = []
-    with torch.no_grad():
-        for _ in range(repeats + 1):
-            sync(device)
-            start = time.perf_counter()
-            gen.net(x, t, ctx)
-            sync(device)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
-
-
 def time_sample(gen: LoadedGenerator, cond: Conditions, recipe: str, steps: int, run: Run) -> tuple[float, float]:
     """(seconds, mean NFE per image) of one ``sample()`` call, after a 1-step warm-up call."""
     from synthface_ray.sampling.composite import sample
@@ -425,7 +407,7 @@ def sampler_grid(gen: LoadedGenerator, run: Run, grid: dict, skipped: list[str])
     """Fill ``grid`` {recipe: {batch: (images/s, NFE, ratio)}}; the largest batch first, so that
     a short budget loses the small batches; a call that would not fit the section's time is
     skipped (named in ``skipped``)."""
-    from sampler import _conditions
+    from sampler import _bare_forward, _conditions
 
     from synthface_ray.sampling.recipes import RECIPES
 
@@ -433,7 +415,7 @@ def sampler_grid(gen: LoadedGenerator, run: Run, grid: dict, skipped: list[str])
     last: tuple[int, float] | None = None  # (batch, seconds) of the last sample() call
     for batch in s.sampler_batches:
         cond = _conditions(gen, batch)
-        per_eval = bare_forward(gen, cond, s.forward_repeats, run.device, run.dtype) / batch
+        per_eval = _bare_forward(gen, cond, s.forward_repeats, run.device, run.dtype) / batch
         for name in RECIPES:
             # the next call's cost scaled from the last one (x3: its warm-up, and up to 2x the NFE)
             if last and run.left() < 3 * last[1] * max(batch / last[0], 1.0) + 5:

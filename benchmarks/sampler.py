@@ -51,16 +51,26 @@ def _conditions(gen, batch: int) -> Conditions:
                       seeds=torch.arange(batch))
 
 
-def _bare_forward(gen, cond: Conditions, repeats: int) -> float:
-    """Median seconds of one forward of the network on the batch (no sampler around it)."""
-    x = torch.randn(cond.batch, *gen.shape)
-    ctx = cond.contexts[cond.mix_ids[:, 0]]
-    t = torch.full((cond.batch,), 0.5)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _bare_forward(gen, cond: Conditions, repeats: int, device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> float:
+    """Median seconds of one forward of the network on the batch (no sampler around it), on
+    ``device`` in ``dtype`` (benchmarks/gpu.py uses it on the GPU)."""
+    device = torch.device(device)
+    x = torch.randn(cond.batch, *gen.shape, device=device, dtype=dtype)
+    ctx = cond.contexts[cond.mix_ids[:, 0].to(cond.contexts.device)].to(device=device, dtype=dtype)
+    t = torch.full((cond.batch,), 0.5, device=device)
     times = []
     with torch.no_grad():
         for _ in range(repeats + 1):
+            _sync(device)
             start = time.perf_counter()
             gen.net(x, t, ctx)
+            _sync(device)
             times.append(time.perf_counter() - start)
     return statistics.median(times[1:])  # the first call warms up
 

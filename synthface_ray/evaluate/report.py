@@ -117,8 +117,7 @@ def report_markdown(metrics: dict[str, Any], data: str, model: str) -> str:
     d = metrics["diversity"]
     lines += ["## Consistency, diversity, uniqueness, leakage", "",
               f"- intra-class diversity: FR space {d['fr']:.4f} (mean 1 - cosine), pixel space "
-              f"{d['pixel']:.4f} (mean RMS difference in [0, 1]"
-              + (f", over {d['pixel_identities']} identities)" if "pixel_identities" in d else ")")]
+              f"{d['pixel']:.4f} (mean RMS difference in [0, 1], over {d['pixel_identities']} identities)"]
     if "identity_consistency" in metrics:
         lines.append(f"- identity consistency: mean fr_cosine {metrics['identity_consistency']:.4f}")
     u = metrics["uniqueness"]
