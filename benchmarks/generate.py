@@ -63,6 +63,7 @@ def _inputs(root: str, args) -> dict:
 def _config(inp: dict, out: str, name: str, args, actors: int, stages: str = "auto"):
     from synthface_ray import config
     from synthface_ray.generate.config import Config
+    from synthface_ray.sampling.recipes import resolve
 
     cfg = config.load(Config, None, [
         f"input.plan={inp['plan']}", f"input.identities={inp['ids']}", f"model.generator={inp['gen']}",
@@ -70,8 +71,8 @@ def _config(inp: dict, out: str, name: str, args, actors: int, stages: str = "au
         f"output.rows_per_file={args.rows_per_file}", f"pool.actors={actors}", "pool.cpus_per_actor=0.5",
         "pool.fr_cpus=0.25", "pool.encode_cpus=0.25", "grid.enabled=false", f"pool.micro_batch={args.rows_per_file}",
         f"pool.stages={stages}"])
-    cfg.sampler = {"recipe": "scoremix_cfg", "solver": "ddim", "steps": args.steps,
-                   "negative": {"schedule": "linear", "w_max": 1.0}}
+    cfg.sampler = resolve({"recipe": "scoremix_cfg", "solver": "ddim", "steps": args.steps,
+                           "negative": {"schedule": "linear", "w_max": 1.0}})
     return cfg
 
 

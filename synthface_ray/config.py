@@ -146,6 +146,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") ->
 
     Unknown keys raise :class:`ConfigError` naming the key and the allowed ones; values are
     coerced to the annotated type where that is lossless (int -> float, str -> Path-like str).
+    A section type with a ``from_section(data, prefix)`` classmethod builds itself from its
+    mapping (e.g. the sampler: a named recipe's settings, then the section's keys on top).
     """
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
@@ -160,7 +162,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") ->
     for name, value in data.items():
         _refuse_redacted(fields[name], value, prefix + name)
         default = _field_default(fields[name])
-        if isinstance(value, Mapping) and dataclasses.is_dataclass(default):
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(default) and not _builds_itself(type(default)):
             # a section given in part keeps its parent's defaults for the rest (e.g. a command's
             # own output.path when only output.overwrite is set)
             data[name] = _deep_merge(to_dict(default, redact=False), value)
@@ -197,6 +199,10 @@ def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def _builds_itself(cls: type) -> bool:
+    return callable(getattr(cls, "from_section", None))
+
+
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -205,6 +211,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a mapping of keys to values, got {_shown(key, value)}")
+        if _builds_itself(hint):
+            return hint.from_section(value, key + ".")
         return from_dict(hint, value, key + ".")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

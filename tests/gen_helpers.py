@@ -28,6 +28,7 @@ def gen_config(inputs, out, name="run", **overrides):
     """A generate Config for the tiny inputs (override with dotted keys)."""
     from synthface_ray import config
     from synthface_ray.generate.config import Config
+    from synthface_ray.sampling.recipes import SamplerConfig
 
     base = [f"input.plan={inputs['plan']}", f"input.identities={inputs['identities']}",
             f"model.generator={inputs['generator']}", f"model.fr={inputs['fr']}",
@@ -36,7 +37,7 @@ def gen_config(inputs, out, name="run", **overrides):
             "pool.encode_cpus=0.5", "grid.identities=3", "grid.images=3", "grid.mixes=2"]
     sets = base + [f"{k}={v}" for k, v in overrides.items()]
     cfg = config.load(Config, None, sets)
-    cfg.sampler = dict(SAMPLER)
+    cfg.sampler = SamplerConfig.from_section(dict(SAMPLER))  # as a config file's section resolves at load
     return cfg
 
 

@@ -42,9 +42,8 @@ DECLARED: dict[str, dict[str, str]] = {
                           "ScoreMix + CFG, measured better for its generator (docs/BENCHMARKS.md, issue 19)",
         "sampler.solver": "Heun 18 in the template; DDIM 10 keeps the demo within its time",
         "sampler.steps": "Heun 18 in the template; DDIM 10 keeps the demo within its time",
-        "sampler.cfg_scale": "the demo's recipe scoremix_cfg takes CFG 2 (issue 19); the template's default",
-        "sampler.negative": "the demo states its AdaptDiff negative (linear, w_max 1); the template's recipe "
-                            "takes its defaults",
+        "sampler.cfg_scale": "the demo sets CFG 2 (issue 19); the template's recipe 1",
+        "sampler.two_stage": "the template's recipe has UIFace's two stages; the demo's none",
         "grid.images": "the demo's plan draws 4 images per person, its grid shows them all",
         "grid.mixes": "the demo's grid shows more of its 16 mixes",
         "output.rows_per_file": "the demo's few hundred rows still make several shards (resume is visible)",

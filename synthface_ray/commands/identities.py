@@ -10,6 +10,7 @@ import numpy as np
 from synthface_ray.commands.common import print_dry_run, write_parquet
 from synthface_ray.config import ConfigError, check_choice, check_range, check_seed
 from synthface_ray.data.identities import read_identities
+from synthface_ray.sampling.recipes import SamplerConfig
 from synthface_ray.storage import FileOutput, StorageConfig
 
 KINDS = ("random", "pca_gaussian", "class_centers", "uncond_fr")
@@ -33,7 +34,7 @@ class SourceSection:
     allow_incomplete: bool = False  # read source.faces without its manifest (an interrupted run), with a warning
     fr_model: str | None = None
     generator: str | None = None
-    sampler: dict = field(default_factory=dict)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
     components: int | None = None
     seed: int = 0
     id_offset: int = 0

@@ -16,6 +16,7 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -33,7 +34,7 @@ class ActorSettings:
     run: str
     generator: str
     fr: str | None
-    sampler: dict
+    sampler: Any  # the job's SamplerConfig, resolved once when the config loaded
     identities_ref: list | None
     micro_batch: int
     device: str
@@ -74,13 +75,12 @@ class GeneratorActor:
 
     def __init__(self, settings: ActorSettings, commit: dict | None = None) -> None:
         from synthface_ray.sampling.exported import load_generator
-        from synthface_ray.sampling.recipes import resolve
 
         self.settings = settings
         self.device, self.dtype = _setup_torch(settings)
         self.gen = load_generator(settings.generator, self.device)
         self.gen.model.to(dtype=self.dtype)
-        self.sampler = resolve(settings.sampler)
+        self.sampler = settings.sampler
         self.identities = _identities(settings)
         self.actor = uuid.uuid4().hex[:8]
         tags = {"run": settings.run, "actor": self.actor}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from synthface_ray.config import ConfigError, check_choice, check_file_name, check_range
 from synthface_ray.generate.gate import GateSection
 from synthface_ray.models.device import DEVICE_CHOICES, PRECISION_CHOICES
+from synthface_ray.sampling.recipes import SamplerConfig, resolve
 from synthface_ray.storage import StorageConfig
 
 STAGES_CHOICES = ("auto", "fused", "staged")
@@ -136,18 +137,13 @@ class FaultSection:
 class Config:
     input: InputSection = field(default_factory=InputSection)
     model: ModelSection = field(default_factory=ModelSection)
-    sampler: dict = field(default_factory=lambda: {"recipe": "cfg"})
+    sampler: SamplerConfig = field(default_factory=lambda: resolve({"recipe": "cfg"}))  # resolved at load, once
     pool: PoolSection = field(default_factory=PoolSection)
     output: OutputSection = field(default_factory=OutputSection)
     grid: GridSection = field(default_factory=GridSection)
     gate: GateSection = field(default_factory=GateSection)
     storage: StorageConfig = field(default_factory=StorageConfig)
     fault: FaultSection = field(default_factory=FaultSection)
-
-    def __post_init__(self) -> None:
-        from synthface_ray.sampling.recipes import resolve
-
-        resolve(self.sampler)  # unknown recipes/keys are refused here, before any work
 
 
 __all__ = ["Config", "FaultSection", "GateSection", "GridSection", "InputSection", "ModelSection", "OutputSection",

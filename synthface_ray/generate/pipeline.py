@@ -25,6 +25,7 @@ from synthface_ray.generate import batch as gb
 from synthface_ray.generate import shards
 from synthface_ray.generate.config import Config
 from synthface_ray.mining.plan import IDENTITY_ID, MIX_IDS, NEGATIVE_ID, ROW_ID
+from synthface_ray.sampling.recipes import SamplerConfig
 from synthface_ray.storage import Location
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ class Job:
     plan: pa.Table
     identities: gb.IdentityTable | None
     shape: tuple[int, int, int]
-    sampler: Any
     content: dict[str, Any]
     model_id: str
     resumed: bool = False
@@ -51,6 +51,12 @@ class Job:
 
     def __post_init__(self) -> None:
         self.dest = self.dest or self.out
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        """The sampler settings, resolved once when the config loaded: the object shipped to every
+        actor, fingerprinted, and stamped into every row."""
+        return self.cfg.sampler
 
     @property
     def shard_count(self) -> int:
@@ -158,8 +164,8 @@ def _check_fr(cfg: Config, identities: gb.IdentityTable | None) -> None:
 
 def prepare(cfg: Config) -> Job:
     """Check every input and build the job's content identity (no Ray, nothing written)."""
-    from synthface_ray.sampling.recipes import resolve
-
+    if not isinstance(cfg.sampler, SamplerConfig):  # a config built in code with a section: as at load
+        cfg.sampler = SamplerConfig.from_section(cfg.sampler)
     cfg.model.generator = _model_folder(cfg.model.generator or None, "model.generator") or ""
     if not cfg.model.generator:
         raise ConfigError("model.generator is required: a `synthface train-generator` export (--generator)")
@@ -172,14 +178,13 @@ def prepare(cfg: Config) -> Job:
     identities = _check_identities(cfg, ids)
     gen = _check_generator(cfg, ids, identities)
     _check_fr(cfg, identities)
-    sampler = resolve(cfg.sampler)
     content = {
         "plan": shards.table_fingerprint(plan),
         "identities": None if identities is None else hashlib.sha256(
             identities.ids.tobytes() + identities.embeddings.tobytes()).hexdigest(),
         "generator": shards.folder_fingerprint(cfg.model.generator),
         "fr": None if cfg.model.fr is None else shards.folder_fingerprint(cfg.model.fr),
-        "sampler": to_dict(sampler, redact=False),
+        "sampler": to_dict(cfg.sampler, redact=False),
         "rows_per_file": cfg.output.rows_per_file, "format": cfg.output.format,
         "jpeg_quality": cfg.output.jpeg_quality if cfg.output.format == "jpeg" else None,
         "micro_batch": cfg.pool.micro_batch, "precision": cfg.pool.precision,
@@ -188,7 +193,7 @@ def prepare(cfg: Config) -> Job:
         content["gate"] = to_dict(cfg.gate)
     out = storage.resolve(cfg.output.path, cfg.storage).join(cfg.output.name)
     return Job(cfg, out, shards.assign_shards(plan, cfg.output.rows_per_file), identities, gen.shape,
-               sampler, content, "generator:" + content["generator"][:16])
+               content, "generator:" + content["generator"][:16])
 
 
 def open_output(job: Job) -> None:

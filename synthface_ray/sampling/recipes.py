@@ -82,6 +82,18 @@ class SamplerConfig:
     def resolved_eta(self) -> float:
         return {"ddpm": 1.0, "euler": 0.0}.get(self.solver, self.eta)
 
+    @classmethod
+    def from_section(cls, section: dict[str, Any], prefix: str = "sampler.") -> SamplerConfig:
+        """How a config file's ``sampler`` section becomes this type when the job loads (once):
+        :func:`resolve`; errors name the section where it sits (``prefix``, e.g. ``preview.sampler.``)."""
+        try:
+            return resolve(section, prefix)
+        except ConfigError as exc:
+            text = str(exc)
+            if prefix == "sampler." or not text.startswith("sampler."):
+                raise
+            raise ConfigError(prefix.removesuffix("sampler.") + text) from None
+
 
 #: recipe name -> the settings it implies (any of them can be overridden)
 RECIPES: dict[str, dict[str, Any]] = {
@@ -101,14 +113,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def resolve(section: dict[str, Any] | SamplerConfig | None) -> SamplerConfig:
+def resolve(section: dict[str, Any] | SamplerConfig | None, prefix: str = "sampler.") -> SamplerConfig:
     """A :class:`SamplerConfig` from a YAML ``sampler`` section: the named recipe's settings,
-    then the section's own keys on top. Unknown recipes and keys are refused by name."""
+    then the section's own keys on top. Unknown recipes and keys are refused by name
+    (``prefix``: where the section sits in its config, e.g. ``preview.sampler.``)."""
     if isinstance(section, SamplerConfig):
         return section
     section = dict(section or {})
     name = section.get("recipe", "conditional")
-    check_choice("sampler.recipe", name, RECIPES)
+    check_choice(prefix + "recipe", name, RECIPES)
     base = to_dict(SamplerConfig(), redact=False)
     for part in (RECIPES[name], section):
         for key, value in part.items():
@@ -116,7 +129,7 @@ def resolve(section: dict[str, Any] | SamplerConfig | None) -> SamplerConfig:
                 base[key] = {**base[key], **value}
             else:
                 base[key] = value
-    return from_dict(SamplerConfig, base, "sampler.")
+    return from_dict(SamplerConfig, base, prefix)
 
 
 __all__ = ["RECIPES", "SOLVER_NAMES", "SamplerConfig", "TwoStageConfig", "resolve"]

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from PIL import Image
 
-from synthface_ray.config import ConfigError, check_choice, check_range
+from synthface_ray.config import check_choice, check_range
 from synthface_ray.data.transforms import to_grid
 from synthface_ray.models.generator import IdentityGenerator
 from synthface_ray.models.objectives import Objective
-from synthface_ray.sampling.recipes import SamplerConfig, resolve
+from synthface_ray.sampling.recipes import SamplerConfig
 from synthface_ray.sampling.solvers import SOLVERS
 
 
@@ -45,7 +44,7 @@ class PreviewConfig:
     guidance: float = 1.0
     clip_denoised: bool = True
     seed: int = 1234
-    sampler: dict[str, Any] | None = None
+    sampler: SamplerConfig | None = None  # a generate job's sampler section, resolved at load
 
     def __post_init__(self) -> None:
         check_range("preview.every", self.every, 0)
@@ -54,15 +53,13 @@ class PreviewConfig:
         check_range("preview.steps", self.steps, 1, 1000)
         check_choice("preview.solver", self.solver, SOLVERS)
         check_range("preview.guidance", self.guidance, 0.0)
-        try:  # a bad preview.sampler section fails at load, naming the key
-            self.sampler_config()
-        except ConfigError as exc:
-            raise ConfigError(f"preview.{exc}") from None
+        if isinstance(self.sampler, dict):  # built in code with a section: resolved here, as at load
+            self.sampler = SamplerConfig.from_section(self.sampler, "preview.sampler.")
 
     def sampler_config(self) -> SamplerConfig:
         """The composite sampler's settings for the grid (see the class docstring)."""
         if self.sampler is not None:
-            return resolve(self.sampler)
+            return self.sampler
         return SamplerConfig(solver=self.solver, steps=self.steps, spacing="karras",
                              cfg_scale=self.guidance, clip_denoised=self.clip_denoised)
 

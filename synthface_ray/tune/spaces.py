@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from synthface_ray.config import ConfigError, apply_overrides, from_dict, to_dict
+from synthface_ray.config import ConfigError, apply_dotted, from_dict, to_dict
+from synthface_ray.sampling.recipes import SamplerConfig, resolve
 
 KINDS = ("uniform", "loguniform", "choice", "grid")
 ROOTS = ("sampler", "plan")
@@ -86,29 +87,27 @@ def parse_space(space: Mapping[str, Any]) -> list[Dimension]:
     return dims
 
 
-def apply_params(sampler: Mapping[str, Any], plan: Any, params: Mapping[str, Any]) -> tuple[dict, Any]:
-    """The trial's ``(sampler section, plan knobs)``: the base ones with each ``path: value`` of
-    ``params`` set. Raises :class:`ConfigError` naming the path when the value is not allowed."""
-    from synthface_ray.sampling.recipes import resolve
-
-    data = {"sampler": dict(sampler), "plan": to_dict(plan, redact=False)}
-    data = apply_overrides(data, [f"{path}={_yaml(value)}" for path, value in params.items()])
-    resolve(data["sampler"])  # unknown sampler keys and bad values fail here, naming the key
-    return data["sampler"], from_dict(type(plan), data["plan"], "plan.")
-
-
-def _yaml(value: Any) -> str:
-    import yaml
-
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+def apply_params(sampler: SamplerConfig | Mapping[str, Any], plan: Any,
+                 params: Mapping[str, Any]) -> tuple[SamplerConfig, Any]:
+    """The trial's ``(sampler config, plan knobs)``: the job's resolved ones (a job's
+    ``SamplerConfig``, or a ``sampler`` section resolved here) with each ``path: value`` of
+    ``params`` set (values as the search drew them, typed; no text round trip). Raises
+    :class:`ConfigError` naming the path when the value is not allowed."""
+    data = {"sampler": to_dict(resolve(sampler), redact=False), "plan": to_dict(plan, redact=False)}
+    data = apply_dotted(data, params, "space")
+    return (from_dict(SamplerConfig, data["sampler"], "sampler."),  # every key explicit: no recipe applies
+            from_dict(type(plan), data["plan"], "plan."))
 
 
-def check_space(dims: list[Dimension], sampler: Mapping[str, Any], plan: Any) -> None:
+def check_space(dims: list[Dimension], sampler: SamplerConfig | Mapping[str, Any], plan: Any) -> None:
     """Before any trial: every path exists and every bound / candidate is an allowed setting."""
-    from synthface_ray.sampling.recipes import resolve
-
-    known = to_dict(resolve(dict(sampler)), redact=False)
+    known = to_dict(resolve(sampler), redact=False)
     for dim in dims:
+        if dim.path == "sampler.recipe":
+            raise ConfigError("space.sampler.recipe: a recipe is a bundle of settings, resolved once when the "
+                              "job loads; search the settings themselves (e.g. sampler.cfg_scale, "
+                              "sampler.negative.w_max, sampler.two_stage.mode), or compare recipes as arms "
+                              "of `synthface benchmark`")
         root, rest = dim.path.split(".", 1)
         node: Any = known if root == "sampler" else to_dict(plan, redact=False)
         for part in rest.split("."):

@@ -31,7 +31,6 @@ class TrialSpec:
     def run(self, params: dict[str, Any], report) -> None:
         """One trial with ``params`` (dotted path -> value); ``report`` receives each rung's
         metrics plus ``objective``."""
-        from synthface_ray.sampling.recipes import resolve
         from synthface_ray.tune.protocol import Models, run_trial
 
         sampler, knobs = spaces.apply_params(self.job.sampler, self.plan, params)
@@ -40,7 +39,7 @@ class TrialSpec:
         def with_objective(metrics: dict[str, Any]) -> None:
             report({**metrics, "objective": self.objective.value(metrics)})
 
-        run_trial(models, resolve(sampler), knobs, self.protocol, self.evaluation, with_objective,
+        run_trial(models, sampler, knobs, self.protocol, self.evaluation, with_objective,
                   self.downstream)
 
 

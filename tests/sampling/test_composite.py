@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from synthface_ray.config import ConfigError
@@ -256,6 +257,38 @@ def test_recipes_resolve_with_overrides():
     assert cfg.two_stage.mode == "fixed"
     with pytest.raises(ConfigError, match="EDM models use karras"):
         run(conditions(), "edm", spacing="trailing")
+
+
+def test_a_jobs_sampler_section_is_resolved_once_at_load_and_round_trips():
+    """generate's ``sampler`` (and preview's, identities' uncond source) load into a SamplerConfig: the
+    recipe's settings, then the section's keys; the saved config reloads to the same settings."""
+    from synthface_ray import config as sfconfig
+    from synthface_ray.generate.config import Config
+
+    cfg = sfconfig.from_dict(Config, {"sampler": {"recipe": "scoremix_adaptdiff_uiface", "steps": 12,
+                                                  "negative": {"w_max": 0.5}}})
+    assert isinstance(cfg.sampler, SamplerConfig)
+    assert cfg.sampler == resolve({"recipe": "scoremix_adaptdiff_uiface", "steps": 12, "negative": {"w_max": 0.5}})
+    assert (cfg.sampler.cfg_scale, cfg.sampler.two_stage.mode, cfg.sampler.negative.schedule) == (1.0, "fixed", "linear")
+    again = sfconfig.from_dict(Config, yaml.safe_load(sfconfig.dump_yaml(cfg)))
+    assert again.sampler == cfg.sampler
+    assert sfconfig.from_dict(Config, {}).sampler == resolve({"recipe": "cfg"})
+    with pytest.raises(ConfigError, match=r"two_stage.t0=1.5 is out of range"):
+        sfconfig.from_dict(Config, {"sampler": {"two_stage": {"t0": 1.5}}})
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['sampler.stepz'\]"):
+        sfconfig.from_dict(Config, {"sampler": {"stepz": 3}})
+
+
+def test_a_nested_sampler_section_names_where_it_sits():
+    from synthface_ray import config as sfconfig
+    from synthface_ray.train.preview import PreviewConfig
+
+    preview = sfconfig.from_dict(PreviewConfig, {"sampler": {"recipe": "adaptdiff", "steps": 4}}, "preview.")
+    assert (preview.sampler_config().negative.w_max, preview.sampler_config().steps) == (1.0, 4)
+    with pytest.raises(ConfigError, match=r"^preview.sampler.steps"):
+        sfconfig.from_dict(PreviewConfig, {"sampler": {"steps": 0}}, "preview.")
+    with pytest.raises(ConfigError, match=r"preview.sampler.recipe"):
+        sfconfig.from_dict(PreviewConfig, {"sampler": {"recipe": "dreambooth"}}, "preview.")
 
 
 class ScriptedMaps:

@@ -50,7 +50,7 @@ def test_asha_sweep_writes_results_plots_and_a_best_job_that_reproduces_its_metr
 
     # the exported jobs regenerate the trial's images and re-score them
     gen_cfg = config.load(generate.Config, str(exp / "best" / "generate.yaml"))
-    assert gen_cfg.sampler["negative"]["w_max"] == best["params"]["sampler.negative.w_max"]
+    assert gen_cfg.sampler.negative.w_max == best["params"]["sampler.negative.w_max"]
     assert generate.run(gen_cfg) == 0
     assert evaluate.run(config.load(evaluate.Config, str(exp / "best" / "evaluate.yaml"))) == 0
     again = flat_metrics(json.loads((exp / "best" / "report" / "metrics.json").read_text()))

@@ -65,6 +65,14 @@ def test_apply_params_sets_nested_sampler_keys_and_plan_knobs_without_touching_t
     sampler, knobs = spaces.apply_params(base, PlanKnobs(), {"sampler.negative.w_max": 0.25,
                                                              "sampler.steps": 7, "plan.mix_lambda": 0.3,
                                                              "plan.negative": "close"})
-    assert sampler["negative"] == {"schedule": "linear", "w_max": 0.25} and sampler["steps"] == 7
+    assert (sampler.negative.schedule, sampler.negative.w_max, sampler.steps) == ("linear", 0.25, 7)
+    assert sampler.cfg_scale == 2.0 and sampler.recipe == "scoremix_cfg"  # the rest as the job resolved it
     assert (knobs.mix_lambda, knobs.negative, knobs.tau) == (0.3, "close", None)
     assert base == SAMPLER  # the job's sampler is not modified
+
+
+def test_a_recipe_is_not_a_searchable_knob():
+    """The job's sampler is resolved once at load; switching its recipe name in a trial would change the
+    label, not the settings: refused, naming what to search instead."""
+    with pytest.raises(ConfigError, match="space.sampler.recipe: a recipe is a bundle of settings"):
+        spaces.check_space(spaces.parse_space({"sampler.recipe": {"choice": ["cfg", "uiface"]}}), SAMPLER, PlanKnobs())
