@@ -173,9 +173,17 @@ class StepLog:
 
 # the guided denoiser --------------------------------------------------------------------------
 class CompositeDenoiser:
-    """``D(x; sigma)`` for a batch of rows under a :class:`~synthface_ray.sampling.recipes.
-    SamplerConfig`: builds the step's weights, runs the network once on the non-zero
-    ``(row, context)`` pairs and combines. Keeps each row's NFE and two-stage switch point."""
+    """``D(x; sigma, step)`` for a batch of rows under a :class:`~synthface_ray.sampling.recipes.
+    SamplerConfig`: builds the evaluation's weights, runs the network once on the non-zero
+    ``(row, context)`` pairs and combines. Keeps each row's NFE and two-stage switch point.
+
+    ``step`` is the solver's step index (:mod:`synthface_ray.sampling.solvers` passes it to every
+    evaluation). Which rows are in UIFace's first stage is decided per evaluation from its own
+    noise level (fixed ``t0``, the adaptive fallback); the adaptive switch of eq. 5 reads the
+    empty context's attention maps once per step, at the step's first evaluation (the point of
+    the trajectory at ``sigma_i``; Heun's correction at ``sigma_{i+1}`` is not recorded)."""
+
+    takes_step = True
 
     def __init__(self, denoise: ContextDenoiser, param: Parameterization, cond: Conditions,
                  cfg, controller=None) -> None:
@@ -186,15 +194,9 @@ class CompositeDenoiser:
         self.stage1 = torch.full((cond.batch,), two != "off", dtype=torch.bool)
         self.log = StepLog(torch.zeros(cond.batch, dtype=torch.long))
         self.controller = controller  # UIFace attention injection / recording, or None
-        self._levels_seen: set[float] = set()
+        self._step: int | None = None  # the solver step of the last evaluation
         self._h_prev: torch.Tensor | None = None
         self._d_prev: torch.Tensor | None = None
-
-    def _new_step(self, sigma: float) -> bool:
-        """True on the first evaluation at this noise level (Heun evaluates most levels twice)."""
-        new = sigma not in self._levels_seen
-        self._levels_seen.add(sigma)
-        return new
 
     def _switch(self, rows: torch.Tensor, tau: float) -> None:
         rows = rows & self.stage1
@@ -208,12 +210,13 @@ class CompositeDenoiser:
         if ts.mode != "off" and tau <= limit:
             self._switch(torch.ones_like(self.stage1), tau)
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        s = float(sigma.reshape(-1)[0])
-        tau = self.param.tau(s)
-        first = self._new_step(s)
-        if first:
-            self._update_stages(tau)
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        if step is None:
+            raise TypeError("CompositeDenoiser needs the solver's step index: call it through a solver of "
+                            "synthface_ray.sampling.solvers (they pass step=i)")
+        tau = self.param.tau(float(sigma.reshape(-1)[0]))
+        first, self._step = step != self._step, step
+        self._update_stages(tau)
         W = guided_weights(self.weights, self.cfg.cfg_scale, self.cfg.negative.weight(tau), self.stage1)
         inject = self.controller is not None and self.cfg.two_stage.attention_injection
         rows, cols = self._pairs(W, inject)
@@ -330,17 +333,14 @@ def sample(net, param: Parameterization, cond: Conditions, config, shape: tuple[
 
 
 def _sample(net, param, cond, cfg, shape, device, dtype, controller) -> SampleResult:
-    from synthface_ray.sampling.solvers import sample_ddim, sample_heun
+    from synthface_ray.sampling.solvers import SOLVERS
 
     sigmas = param.sigmas(cfg.steps, cfg.spacing)
     guided = CompositeDenoiser(param.denoiser(net), param, cond, cfg, controller)
     streams = _RowStreams(cond.seeds, tuple(shape))
     x = (streams() * param.init_scale(sigmas[0].item())).to(device=device, dtype=dtype)
     with torch.no_grad():
-        if cfg.solver == "heun":
-            x = sample_heun(guided, x, sigmas)
-        else:
-            x = sample_ddim(guided, x, sigmas, cfg.resolved_eta(), noise=streams)
+        x = SOLVERS[cfg.resolved_solver()](guided, x, sigmas, eta=cfg.resolved_eta(), noise=streams)
     t0 = torch.where(guided.log.t0 >= 0, (guided.log.t0 * param.num_timesteps).round(), guided.log.t0)
     return SampleResult(x, guided.log.nfe.clone(), t0.long())
 

@@ -94,6 +94,11 @@ class SamplerConfig:
                 raise
             raise ConfigError(prefix.removesuffix("sampler.") + text) from None
 
+    def resolved_solver(self) -> str:
+        """The key of :data:`synthface_ray.sampling.solvers.SOLVERS` that runs ``solver`` (ddpm is
+        DDIM with eta 1)."""
+        return {"ddpm": "ddim"}.get(self.solver, self.solver)
+
 
 #: recipe name -> the settings it implies (any of them can be overridden)
 RECIPES: dict[str, dict[str, Any]] = {

@@ -327,3 +327,57 @@ def test_adaptive_switch_follows_eq5_on_the_recorded_maps():
     assert guided.log.t0[0].item() == pytest.approx(taus[3], abs=1e-6)  # sigma reaches D as float32
     # row 1: d never falls below th -> the first grid step with t/T <= fallback_t0
     assert guided.log.t0[1].item() == pytest.approx(max(t for t in taus if t <= 0.2), abs=1e-6)
+
+
+def test_adaptive_switch_reads_the_maps_once_per_step_at_its_first_evaluation():
+    """With Heun (two evaluations per step) the eq. 5 maps are read at each step's first
+    evaluation (the trajectory point at sigma_i), never at the correction at sigma_{i+1}."""
+    from synthface_ray.sampling.composite import CompositeDenoiser
+    from synthface_ray.sampling.solvers import sample_heun
+
+    class CountingMaps(ScriptedMaps):
+        def __init__(self, maps):
+            super().__init__(maps)
+            self.forwards, self.read_at = 0, []
+
+        def reset_step(self) -> None:
+            self.forwards += 1
+
+        def recorded(self) -> torch.Tensor:
+            self.read_at.append(self.forwards)
+            return super().recorded()
+
+    a = torch.tensor([1.0, 0.0])
+    p, c = PARAMS["edm"], conditions(batch=2)
+    cfg = resolve({"steps": 4, "solver": "heun", "two_stage": {"mode": "adaptive", "th": 0.1, "fallback_t0": 0.0}})
+    maps = CountingMaps([torch.stack([a, a])])
+    sample_heun(CompositeDenoiser(p.denoiser(ToyNet()), p, c, cfg, maps), torch.zeros(2, *SHAPE), p.sigmas(4))
+    assert maps.read_at == [1, 3, 5, 7]  # forwards: step 0 at 1-2, step 1 at 3-4, step 2 at 5-6, step 3 at 7
+
+
+def test_fixed_two_stage_switches_at_the_first_evaluation_at_or_below_t0():
+    """The stage of every evaluation follows its own noise level (UIFace eq. 4), Heun's corrections
+    included: the logged switch point is the largest grid t/T <= t0, for every solver."""
+    p = PARAMS["edm"]
+    taus = [p.tau(s) for s in p.sigmas(6, "karras")[:-1].tolist()]
+    for solver in ("ddim", "heun", "euler"):
+        cfg = resolve({"steps": 6, "solver": solver, "two_stage": {"mode": "fixed", "t0": 0.4}})
+        out = sample(ToyNet(), p, conditions(batch=2), cfg, SHAPE)
+        expected = round(max(t for t in taus if t <= 0.4) * p.num_timesteps)
+        assert out.t0.tolist() == [expected, expected], solver
+
+
+def test_the_composite_denoiser_needs_the_solvers_step_index():
+    from synthface_ray.sampling.composite import CompositeDenoiser
+
+    p = PARAMS["edm"]
+    guided = CompositeDenoiser(p.denoiser(ToyNet()), p, conditions(batch=2), resolve({}))
+    with pytest.raises(TypeError, match="step index"):
+        guided(torch.zeros(2, *SHAPE), torch.full((2,), 1.0))
+
+
+def test_every_sampler_solver_runs_through_the_solver_registry():
+    from synthface_ray.sampling.solvers import SOLVERS
+
+    for name in recipes.SOLVER_NAMES:
+        assert resolve({"solver": name}).resolved_solver() in SOLVERS, name

@@ -50,6 +50,24 @@ def test_solver_converges_to_the_exact_flow_at_its_order(name):
     assert errors[-1] < (0.03 if ORDER[name] == 1 else 1e-3), errors
 
 
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_every_solver_passes_its_step_index_to_each_evaluation(name):
+    """A denoiser that declares ``takes_step`` gets ``step=i`` at every evaluation of step i (Heun's
+    correction too, none after the last step to sigma 0); a plain one is called without it."""
+    seen: list[int] = []
+
+    def stepped(x, sigma, step):
+        seen.append(step)
+        return gaussian_denoiser(x, sigma)
+
+    stepped.takes_step = True
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 80
+    sigmas = karras_sigmas(4, 0.002, 80.0)
+    out = SOLVERS[name](stepped, x, sigmas)
+    assert seen == ([0, 0, 1, 1, 2, 2, 3] if name == "heun" else [0, 1, 2, 3])
+    assert torch.equal(out, SOLVERS[name](gaussian_denoiser, x, sigmas))
+
+
 def test_ddpm_ve_denoiser_scales_input_and_recovers_x0():
     obj = DDPMEps()
     x0 = torch.randn(3, 3, 4, 4)
