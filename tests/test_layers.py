@@ -30,3 +30,12 @@ def test_nothing_below_commands_imports_commands_or_cli():
         offenders += [f"{rel}.py:{line} imports {mod}" for line, mod in _imports(path)
                       if mod == "synthface_ray.cli" or mod.startswith(TOP[0]) or mod == "synthface_ray.commands"]
     assert not offenders, "\n".join(offenders)
+
+
+def test_models_do_not_import_the_sampler():
+    """The parameterisation lives in models/ and serves training and sampling: models/ imports nothing
+    from sampling/ (the import cycle objectives <-> denoisers is gone; issue 23, item 1)."""
+    offenders = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {mod}"
+                 for path in sorted((PACKAGE / "models").rglob("*.py"))
+                 for line, mod in _imports(path) if mod.startswith("synthface_ray.sampling")]
+    assert not offenders, "\n".join(offenders)

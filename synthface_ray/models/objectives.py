@@ -26,8 +26,16 @@ from diffusers import DDPMScheduler
 
 from synthface_ray.config import check_choice, check_range
 from synthface_ray.models import scoreaug
+from synthface_ray.models.parameterization import (  # noqa: F401  (c_* re-read here by name: EDM eq. 7)
+    DiscreteEps,
+    EDMPrecond,
+    c_in,
+    c_noise,
+    c_out,
+    c_skip,
+    loss_weight_lambda,
+)
 from synthface_ray.models.scoreaug import ScoreAugConfig
-from synthface_ray.sampling.solvers import sigma_of_abar, t_of_sigma
 
 Net = Callable[..., torch.Tensor]
 
@@ -136,7 +144,7 @@ class DDPMEps(Objective):
         )
         self.num_train_timesteps = num_train_timesteps
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(torch.float64)
-        self._log_sigmas = self.sigma_of_t(torch.arange(num_train_timesteps)).log()  # t_of_sigma's table
+        self.param = DiscreteEps(self.alphas_cumprod)  # noise levels and t <-> sigma, shared with the sampler
 
     def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``abar_t`` gathered per sample and broadcast against ``like``."""
@@ -179,19 +187,16 @@ class DDPMEps(Objective):
         return (x_t - (1 - abar).sqrt() * eps_hat) / abar.sqrt(), eps_hat
 
     def sigma_of_t(self, t: torch.Tensor) -> torch.Tensor:
-        """``sigma_t = sqrt((1 - abar_t) / abar_t)``: the VE noise level of ``x_t / sqrt(abar_t)``."""
-        return sigma_of_abar(self.alphas_cumprod[torch.as_tensor(t).long().cpu()])
+        """``sigma_t`` of timestep ``t``: :meth:`DiscreteEps.sigma_of_t`."""
+        return self.param.sigma_of_t(t)
 
     def t_of_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Fractional timestep for ``sigma`` (inverse of :meth:`sigma_of_t`, linear in
-        ``log sigma``; :func:`synthface_ray.sampling.solvers.t_of_sigma`)."""
-        return t_of_sigma(self._log_sigmas, sigma)
+        """Fractional timestep for ``sigma``: :meth:`DiscreteEps.timestep`."""
+        return self.param.timestep(sigma)
 
-    def parameterization(self):
-        """This schedule for the composite sampler: :class:`~synthface_ray.sampling.denoisers.DiscreteEps`."""
-        from synthface_ray.sampling.denoisers import DiscreteEps
-
-        return DiscreteEps(self.alphas_cumprod)
+    def parameterization(self) -> DiscreteEps:
+        """The schedule the sampler uses: the same object this objective trains with."""
+        return self.param
 
     def sigma_range(self) -> tuple[float, float]:
         """``(sigma_of_t(0), sigma_of_t(T - 1))``: the noise levels the model was trained on."""
@@ -207,38 +212,10 @@ class DDPMEps(Objective):
         """
         def denoise(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None):
             kw = dict(cond) if context is None else {**cond, "context": context}
-            s = _per_sample(sigma, x)
-            t = self.t_of_sigma(sigma.detach().cpu()).to(device=x.device, dtype=torch.float32)
-            eps = _call_net(net, x / (1 + s**2).sqrt(), t, kw, kw.pop("omega", None))
-            return x - s * eps.to(x.dtype)
+            omega = kw.pop("omega", None)
+            return self.param.denoise_with(lambda x_in, t: _call_net(net, x_in, t, kw, omega), x, sigma)
 
         return denoise
-
-# EDM preconditioning (Karras et al. 2022, Table 1 "Ours" column and eq. 7) --------------------
-def c_skip(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
-    """``c_skip = sigma_data^2 / (sigma^2 + sigma_data^2)`` (EDM Table 1, eq. 7)."""
-    return sigma_data**2 / (sigma**2 + sigma_data**2)
-
-
-def c_out(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
-    """``c_out = sigma * sigma_data / sqrt(sigma^2 + sigma_data^2)`` (EDM Table 1, eq. 7)."""
-    return sigma * sigma_data / (sigma**2 + sigma_data**2).sqrt()
-
-
-def c_in(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
-    """``c_in = 1 / sqrt(sigma^2 + sigma_data^2)`` (EDM Table 1, eq. 7)."""
-    return 1 / (sigma**2 + sigma_data**2).sqrt()
-
-
-def c_noise(sigma: torch.Tensor) -> torch.Tensor:
-    """``c_noise = ln(sigma) / 4`` (EDM Table 1)."""
-    return sigma.log() / 4
-
-
-def loss_weight_lambda(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
-    """``lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2`` (EDM Table 1, eq. 8)."""
-    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
-
 
 class EDM(Objective):
     """EDM training (Karras et al. 2022, sec. 5; CASD Algorithm 2's model, ScoreMix).
@@ -251,6 +228,8 @@ class EDM(Objective):
 
     def __init__(self, sigma_data: float = 0.5, P_mean: float = -1.2, P_std: float = 1.2) -> None:
         self.sigma_data, self.P_mean, self.P_std = sigma_data, P_mean, P_std
+        # the preconditioner of the loss and of the sampler; sampling range (0.002, 80) (EDM sec. 5)
+        self.param = EDMPrecond(sigma_data, 0.002, 80.0)
 
     def sample_noise_level(self, batch, generator=None, device=None):
         """``sigma = exp(P_mean + P_std n)``, ``n ~ N(0, 1)`` (EDM Table 1, training)."""
@@ -272,9 +251,7 @@ class EDM(Objective):
         return loss_weight_lambda(level, self.sigma_data)
 
     def _denoise(self, net, x, sigma, cond, omega):
-        s = _per_sample(sigma, x)
-        f = _call_net(net, c_in(s, self.sigma_data) * x, c_noise(sigma.to(x.device)), cond, omega)
-        return c_skip(s, self.sigma_data) * x + c_out(s, self.sigma_data) * f.to(x.dtype)
+        return self.param.denoise_with(lambda x_in, noise: _call_net(net, x_in, noise, cond, omega), x, sigma)
 
     def denoise(self, net: Net, x: torch.Tensor, sigma: torch.Tensor | float,
                 **cond: Any) -> torch.Tensor:
@@ -284,16 +261,13 @@ class EDM(Objective):
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
         return self._denoise(net, x, sigma, cond, omega)
 
-    def parameterization(self):
-        """This preconditioning for the composite sampler: :class:`~synthface_ray.sampling.denoisers.EDMPrecond`."""
-        from synthface_ray.sampling.denoisers import EDMPrecond
-
-        lo, hi = self.sigma_range()
-        return EDMPrecond(self.sigma_data, lo, hi)
+    def parameterization(self) -> EDMPrecond:
+        """The preconditioning the sampler uses: the same object this objective trains with."""
+        return self.param
 
     def sigma_range(self) -> tuple[float, float]:
         """EDM's sampling range ``(sigma_min, sigma_max) = (0.002, 80)`` (EDM sec. 5)."""
-        return 0.002, 80.0
+        return self.param.sigma_min, self.param.sigma_max
 
     def ve_denoiser(self, net: Net, **cond: Any) -> Callable[..., torch.Tensor]:
         """``D(x; sigma)`` (EDM eq. 7) as a function of ``(x, sigma[, context])``."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from synthface_ray.sampling.denoisers import ContextDenoiser, Parameterization
+from synthface_ray.models.parameterization import ContextDenoiser, Parameterization
 
 WEIGHT_ATOL = 1e-5
 

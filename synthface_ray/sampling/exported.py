@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from synthface_ray.sampling.denoisers import Parameterization
+from synthface_ray.models.parameterization import Parameterization
 
 
 class GeneratorNet(nn.Module):

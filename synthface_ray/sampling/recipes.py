@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synthface_ray.config import ConfigError, check_choice, check_range, from_dict, to_dict
-from synthface_ray.sampling.denoisers import SPACINGS
+from synthface_ray.models.parameterization import SPACINGS
 from synthface_ray.sampling.schedules import NegativeConfig
 
 SOLVER_NAMES = ("ddim", "ddpm", "heun", "euler")

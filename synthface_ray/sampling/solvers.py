@@ -1,8 +1,9 @@
 """ODE solvers over a variance-exploding denoiser ``D(x; sigma) -> x0_hat`` (Karras et al. 2022).
 
-Every objective is adapted to this interface (:meth:`synthface_ray.models.objectives.Objective.
-ve_denoiser`): an EDM model directly, a DDPM epsilon model through ``x_t = sqrt(abar) (x + sigma
-eps)`` with ``sigma = sqrt((1 - abar) / abar)``. On that ODE, DDIM with eta = 0 is exactly the Euler
+Every objective is adapted to this interface by its parameterisation
+(:mod:`synthface_ray.models.parameterization`, which also owns the noise grids): an EDM model
+directly, a DDPM epsilon model through ``x_t = sqrt(abar) (x + sigma eps)`` with
+``sigma = sqrt((1 - abar) / abar)``. On that ODE, DDIM with eta = 0 is exactly the Euler
 step (EDM sec. 3), so one solver family serves both parameterisations.
 
 Every solver passes the **step index** explicitly (as k-diffusion's samplers hand ``i`` to their
@@ -22,35 +23,6 @@ from collections.abc import Callable
 import torch
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
-    """``sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho``
-    for i < n, then ``sigma_n = 0`` (EDM eq. 5); float64, length ``n + 1``."""
-    if n < 1:
-        raise ValueError(f"number of sampling steps must be >= 1, got {n}")
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
-    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    sigmas = (hi + ramp * (lo - hi)) ** rho
-    return torch.cat([sigmas, sigmas.new_zeros(1)])
-
-
-def sigma_of_abar(abar: torch.Tensor) -> torch.Tensor:
-    """``sigma = sqrt((1 - abar) / abar)``: the VE noise level of ``x_t / sqrt(abar)``."""
-    return ((1 - abar) / abar).sqrt()
-
-
-def t_of_sigma(log_sigma_table: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Fractional timestep of ``sigma``, linear in ``log sigma`` between the table's entries
-    (k-diffusion ``sigma_to_t``); clamped to ``[0, T - 1]``."""
-    n = log_sigma_table.numel()
-    log_sigma = torch.as_tensor(sigma, dtype=torch.float64).log().reshape(-1)
-    hi = torch.searchsorted(log_sigma_table, log_sigma).clamp(1, n - 1)
-    lo = hi - 1
-    frac = (log_sigma - log_sigma_table[lo]) / (log_sigma_table[hi] - log_sigma_table[lo])
-    return (lo + frac.clamp(0, 1)).reshape(torch.as_tensor(sigma).shape)
 
 
 def ode_derivative(denoise: Denoiser, x: torch.Tensor, sigma: torch.Tensor, step: int | None = None) -> torch.Tensor:
@@ -123,5 +95,4 @@ SOLVERS: dict[str, Callable[..., torch.Tensor]] = {
     "ddim": sample_ddim,
 }
 
-__all__ = ["SOLVERS", "ancestral_step", "karras_sigmas", "sample_ddim", "ode_derivative", "sample_euler", "sample_heun", "sigma_of_abar",
-           "t_of_sigma"]
+__all__ = ["SOLVERS", "ancestral_step", "ode_derivative", "sample_ddim", "sample_euler", "sample_heun"]

@@ -12,6 +12,7 @@ import yaml
 from torch import nn
 
 from synthface_ray.config import ConfigError
+from synthface_ray.models.parameterization import DiscreteEps, EDMPrecond
 from synthface_ray.sampling import recipes
 from synthface_ray.sampling.composite import (
     ConditionError,
@@ -20,7 +21,6 @@ from synthface_ray.sampling.composite import (
     guided_weights,
     sample,
 )
-from synthface_ray.sampling.denoisers import DiscreteEps, EDMPrecond
 from synthface_ray.sampling.recipes import SamplerConfig, resolve
 
 SHAPE = (1, 4, 4)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from synthface_ray.models.objectives import EDM, DDPMEps
-from synthface_ray.sampling.solvers import SOLVERS, karras_sigmas
+from synthface_ray.models.parameterization import karras_sigmas
+from synthface_ray.sampling.solvers import SOLVERS
 
 MU, S = 0.3, 0.5  # data ~ N(MU, S^2) per pixel
 
@@ -98,7 +99,8 @@ def test_edm_ve_denoiser_is_the_preconditioned_denoiser():
 
 def test_ddim_eta_noise_levels_match_ddim_sigma_t():
     """sigma_up is DDIM's sigma_t(eta) (eq. 16) in VE coordinates; down^2 + up^2 = sigma'^2."""
-    from synthface_ray.sampling.solvers import ancestral_step, sigma_of_abar
+    from synthface_ray.models.parameterization import sigma_of_abar
+    from synthface_ray.sampling.solvers import ancestral_step
 
     abar_t, abar_prev = torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.6, dtype=torch.float64)
     s, s_next = sigma_of_abar(abar_t), sigma_of_abar(abar_prev)

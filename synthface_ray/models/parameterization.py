@@ -1,8 +1,12 @@
-"""Model parameterisations adapted to one interface: a VE denoiser ``D(x; sigma, context)``.
+"""The parameterisation of the generator: ONE object per objective owns its preconditioning, its
+noise levels and the t <-> sigma map, and serves both the training loss
+(:mod:`synthface_ray.models.objectives`) and the sampler (:mod:`synthface_ray.sampling`), as NVlabs
+EDM's preconditioner does.
 
-The network follows diffusers' call convention, ``net(sample, timestep,
+The network follows diffusers' call convention for sampling, ``net(sample, timestep,
 encoder_hidden_states=..., class_labels=...)`` returning an object with ``.sample`` (or a bare
-tensor), so any compatible network plugs in:
+tensor); the math itself (:meth:`DiscreteEps.denoise_with`, :meth:`EDMPrecond.denoise_with`) takes
+any ``F(x_in, noise_input)``, which is how training calls its raw network:
 
 * :class:`DiscreteEps`: epsilon prediction at timesteps ``0..T-1`` of a ``alphas_cumprod`` table
   (DDPM; IDiff-Face, UIFace, NegFaceDiff). ``x_t = sqrt(abar) (x + sigma eps)`` with
@@ -14,6 +18,7 @@ tensor), so any compatible network plugs in:
 Each also gives its noise grids and ``tau(sigma)``, the "t/T" that guidance schedules and the
 two-stage switch read: ``t(sigma) / T`` for discrete models; for EDM models, where there is no
 ``T``, the position of ``log sigma`` between ``log sigma_min`` (0) and ``log sigma_max`` (1).
+Pure torch: no Ray, nothing from the sampler.
 """
 
 from __future__ import annotations
@@ -25,8 +30,64 @@ from dataclasses import dataclass
 import torch
 
 from synthface_ray.config import ConfigError
-from synthface_ray.models.objectives import c_in, c_noise, c_out, c_skip
-from synthface_ray.sampling.solvers import karras_sigmas, sigma_of_abar, t_of_sigma
+
+
+# noise levels --------------------------------------------------------------------------------
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """``sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho``
+    for i < n, then ``sigma_n = 0`` (EDM eq. 5); float64, length ``n + 1``."""
+    if n < 1:
+        raise ValueError(f"number of sampling steps must be >= 1, got {n}")
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sigmas = (hi + ramp * (lo - hi)) ** rho
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def sigma_of_abar(abar: torch.Tensor) -> torch.Tensor:
+    """``sigma = sqrt((1 - abar) / abar)``: the VE noise level of ``x_t / sqrt(abar)``."""
+    return ((1 - abar) / abar).sqrt()
+
+
+def t_of_sigma(log_sigma_table: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Fractional timestep of ``sigma``, linear in ``log sigma`` between the table's entries
+    (k-diffusion ``sigma_to_t``); clamped to ``[0, T - 1]``."""
+    n = log_sigma_table.numel()
+    log_sigma = torch.as_tensor(sigma, dtype=torch.float64).log().reshape(-1)
+    hi = torch.searchsorted(log_sigma_table, log_sigma).clamp(1, n - 1)
+    lo = hi - 1
+    frac = (log_sigma - log_sigma_table[lo]) / (log_sigma_table[hi] - log_sigma_table[lo])
+    return (lo + frac.clamp(0, 1)).reshape(torch.as_tensor(sigma).shape)
+
+
+# EDM preconditioning (Karras et al. 2022, Table 1 "Ours" column and eq. 7) --------------------
+def c_skip(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """``c_skip = sigma_data^2 / (sigma^2 + sigma_data^2)`` (EDM Table 1, eq. 7)."""
+    return sigma_data**2 / (sigma**2 + sigma_data**2)
+
+
+def c_out(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """``c_out = sigma * sigma_data / sqrt(sigma^2 + sigma_data^2)`` (EDM Table 1, eq. 7)."""
+    return sigma * sigma_data / (sigma**2 + sigma_data**2).sqrt()
+
+
+def c_in(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """``c_in = 1 / sqrt(sigma^2 + sigma_data^2)`` (EDM Table 1, eq. 7)."""
+    return 1 / (sigma**2 + sigma_data**2).sqrt()
+
+
+def c_noise(sigma: torch.Tensor) -> torch.Tensor:
+    """``c_noise = ln(sigma) / 4`` (EDM Table 1)."""
+    return sigma.log() / 4
+
+
+def loss_weight_lambda(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """``lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2`` (EDM Table 1, eq. 8)."""
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
 
 #: D(x (B, C, H, W), sigma (B,), context (B, tokens, dim), class_labels (B,) or None) -> x0_hat
 ContextDenoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -63,9 +124,11 @@ class DiscreteEps:
         return self.alphas_cumprod.numel()
 
     def sigma_of_t(self, t: torch.Tensor) -> torch.Tensor:
-        return sigma_of_abar(self.alphas_cumprod[torch.as_tensor(t).long()])
+        """``sigma_t = sqrt((1 - abar_t) / abar_t)``: the VE noise level of ``x_t / sqrt(abar_t)``."""
+        return sigma_of_abar(self.alphas_cumprod[torch.as_tensor(t).long().cpu()])
 
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Fractional timestep of ``sigma`` (the inverse of :meth:`sigma_of_t`, linear in ``log sigma``)."""
         return t_of_sigma(self.log_sigmas, sigma)
 
     def init_scale(self, sigma_max: float) -> float:
@@ -91,12 +154,17 @@ class DiscreteEps:
             t = (torch.arange(T, 0, -T / steps, dtype=torch.float64).round() - 1).long()[:steps]
         return torch.cat([self.sigma_of_t(t), torch.zeros(1, dtype=torch.float64)])
 
+    def denoise_with(self, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                     sigma: torch.Tensor) -> torch.Tensor:
+        """``D(x; sigma) = x - sigma eps(x / sqrt(1 + sigma^2), t(sigma))`` with ``eps = call(x_in, t)``."""
+        s = _col(sigma, x)
+        t = self.timestep(sigma.detach().double().cpu()).to(device=x.device, dtype=torch.float32)
+        return x - s * call(x / (1 + s**2).sqrt(), t).to(x.dtype)
+
     def denoiser(self, net) -> ContextDenoiser:
+        """The sampler's ``D(x, sigma, context, class_labels)`` of a diffusers-convention ``net``."""
         def denoise(x, sigma, context, class_labels=None):
-            s = _col(sigma, x)
-            t = self.timestep(sigma.detach().double().cpu()).to(device=x.device, dtype=torch.float32)
-            eps = call_net(net, x / (1 + s**2).sqrt(), t, context, class_labels)
-            return x - s * eps.to(x.dtype)
+            return self.denoise_with(lambda x_in, t: call_net(net, x_in, t, context, class_labels), x, sigma)
 
         return denoise
 
@@ -129,18 +197,24 @@ class EDMPrecond:
             raise ConfigError(f"sampler.steps={steps} must be >= 1")
         return karras_sigmas(steps, self.sigma_min, self.sigma_max)
 
-    def denoiser(self, net) -> ContextDenoiser:
-        sd = self.sigma_data
+    def denoise_with(self, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                     sigma: torch.Tensor) -> torch.Tensor:
+        """``D(x; sigma) = c_skip x + c_out F(c_in x; c_noise)`` (EDM eq. 7) with ``F = call``: the one
+        preconditioner of the training loss and of the sampler."""
+        s, sd = _col(sigma, x), self.sigma_data
+        f = call(c_in(s, sd) * x, c_noise(sigma.to(device=x.device, dtype=torch.float32)))
+        return c_skip(s, sd) * x + c_out(s, sd) * f.to(x.dtype)
 
+    def denoiser(self, net) -> ContextDenoiser:
+        """The sampler's ``D(x, sigma, context, class_labels)`` of a diffusers-convention ``net``."""
         def denoise(x, sigma, context, class_labels=None):
-            s = _col(sigma, x)
-            noise = c_noise(sigma.to(device=x.device, dtype=torch.float32))
-            f = call_net(net, c_in(s, sd) * x, noise, context, class_labels)
-            return c_skip(s, sd) * x + c_out(s, sd) * f.to(x.dtype)
+            return self.denoise_with(lambda x_in, n: call_net(net, x_in, n, context, class_labels), x, sigma)
 
         return denoise
 
 
 Parameterization = DiscreteEps | EDMPrecond
 
-__all__ = ["SPACINGS", "ContextDenoiser", "DiscreteEps", "EDMPrecond", "Parameterization", "call_net"]
+
+__all__ = ["SPACINGS", "ContextDenoiser", "DiscreteEps", "EDMPrecond", "Parameterization", "c_in", "c_noise",
+           "c_out", "c_skip", "call_net", "karras_sigmas", "loss_weight_lambda", "sigma_of_abar", "t_of_sigma"]
