@@ -39,3 +39,31 @@ def test_models_do_not_import_the_sampler():
                  for path in sorted((PACKAGE / "models").rglob("*.py"))
                  for line, mod in _imports(path) if mod.startswith("synthface_ray.sampling")]
     assert not offenders, "\n".join(offenders)
+
+
+#: the package's layers, bottom first (docs/ARCHITECTURE.md): a module imports only from layers below
+#: its own (and from its own subpackage)
+LAYERS = [("config",), ("storage", "limits", "progress", "ops"), ("errors",), ("data",), ("models",),
+          ("sampling",), ("mining",), ("evaluate",), ("generate", "train"), ("benchmark", "tune"),
+          ("commands",), ("cli",)]
+
+
+def _part(mod: str) -> str | None:
+    parts = mod.split(".")
+    return parts[1] if parts[0] == "synthface_ray" and len(parts) > 1 else None
+
+
+def test_every_import_goes_down_the_layers():
+    level = {name: i for i, group in enumerate(LAYERS) for name in group}
+    found = {path.relative_to(PACKAGE).parts[0].removesuffix(".py") for path in PACKAGE.rglob("*.py")} - {"__init__"}
+    assert found == set(level), f"place every part of the package in LAYERS: {sorted(found ^ set(level))}"
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        if own == "__init__":
+            continue
+        for line, mod in _imports(path):
+            target = _part(mod)
+            if target in level and target != own and level[target] >= level[own]:
+                offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({own}) imports {mod} ({target})")
+    assert not offenders, "\n".join(sorted(set(offenders)))
