@@ -21,6 +21,9 @@
 #   merge                      real + synthetic with and without train-fr's data.same_identity merge
 #   aug                        FR trained with RandAugment (4, 16) on real and on syn-3000
 # Fourth round (about 13 min more): gen3000's 1120 images, plain conditional sampling with DDPM 30 steps.
+# Fifth round (about 1 h 55 min more): the class generator 4x wider (block_out_channels 32/64/128, 3.9M
+#   parameters; 49 min) and with ScoreAug (omega to the net; 29 min), each 3000 steps, sampled plain (CFG 1,
+#   no negative, DDIM 10) on the same 1120-image plan; benchmarked in b1120.
 # Third round (about 1 h 10 min more): gen3000's 1120-image sets sampled at CFG 1, with DDPM 30 steps,
 #   at CFG 1 without the AdaptDiff negative, without mixes (54 people x 21), and "wide": all 100
 #   class centres + 40 mixes x 8 images (140 classes) at CFG 1; benchmarked in b1120; and emb3000's new
@@ -44,14 +47,19 @@ FR=$ROOT/train/fr/export
 done_or "$ROOT/centres.parquet" $SF identities --config $D/centres.yaml --set source.faces=$ROOT/toyfaces \
   --set source.fr_model=$FR --set output.path=$ROOT/centres.parquet
 
-generator() {  # name steps condition
-  local sets=(--set data.path=$ROOT/toyfaces --set run.storage_path=$ROOT/train --set run.name=$1
-              --set optim.max_steps=$2 --set run.checkpoint_every=$2 --set preview.every=$(( $2 < 1000 ? $2 : 1000 ))
-              --set generator.condition=$3 --set data.label_embeddings=$ROOT/centres.parquet)
-  done_or "$ROOT/train/$1/export/condition/metadata.json" $SF train-generator --config $D/train_generator.yaml "${sets[@]}"
+generator() {  # name steps condition [--set ...]
+  local name=$1 steps=$2 condition=$3; shift 3
+  local sets=(--set data.path=$ROOT/toyfaces --set run.storage_path=$ROOT/train --set run.name=$name
+              --set optim.max_steps=$steps --set run.checkpoint_every=$steps
+              --set preview.every=$(( steps < 1000 ? steps : 1000 ))
+              --set generator.condition=$condition --set data.label_embeddings=$ROOT/centres.parquet "$@")
+  done_or "$ROOT/train/$name/export/condition/metadata.json" $SF train-generator --config $D/train_generator.yaml "${sets[@]}"
 }
 generator gen480 480 class
 generator gen3000 3000 class
+# fifth round: capacity and ScoreAug (the class generator of gen3000 otherwise)
+generator gen-wide 3000 class --set "generator.block_out_channels=[32, 64, 128]"
+generator gen-scoreaug 3000 class --set scoreaug.enabled=true --set generator.scoreaug_dim=11
 generator emb3000 3000 embedding
 # second round: gen3000 trained on to 6000 steps (a copy of its run folder resumes at step 3000)
 [ -e "$ROOT/train/gen6000" ] || { cp -r "$ROOT/train/gen3000" "$ROOT/train/gen6000"; rm -rf "$ROOT/train/gen6000/export"; }
@@ -121,6 +129,11 @@ generate emb-new-plain emb3000 $ROOT/new_ids.parquet $ROOT/plan-new-4.parquet \
 # fourth round: plain conditional sampling with DDPM 30 steps (the two third-round gains together)
 generate s3000-16-plain-ddpm30 gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet \
   --set sampler.cfg_scale=1.0 --set sampler.negative.w_max=0.0 --set sampler.solver=ddpm --set sampler.steps=30
+# fifth round: the wider and the ScoreAug generator, sampled plain
+generate s-wide-16-plain gen-wide $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet \
+  --set sampler.cfg_scale=1.0 --set sampler.negative.w_max=0.0
+generate s-scoreaug-16-plain gen-scoreaug $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet \
+  --set sampler.cfg_scale=1.0 --set sampler.negative.w_max=0.0
 
 for set in s480 s3000 emb-new s6000-16 emb1k-16 s3000-16-cfg1 s3000-16-cfg1-noneg s3000-21-nomix s3000-wide-8-cfg1; do
   echo "== identities of $set"
@@ -148,7 +161,9 @@ $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set outp
   {name: syn-3000-16-cfg1-noneg, sources: [{path: '$ROOT/generated/s3000-16-cfg1-noneg'}]},
   {name: syn-3000-21-nomix, sources: [{path: '$ROOT/generated/s3000-21-nomix', images: 1120}]},
   {name: syn-3000-wide-8-cfg1, sources: [{path: '$ROOT/generated/s3000-wide-8-cfg1'}]},
-  {name: syn-3000-16-plain-ddpm30, sources: [{path: '$ROOT/generated/s3000-16-plain-ddpm30'}]}]"
+  {name: syn-3000-16-plain-ddpm30, sources: [{path: '$ROOT/generated/s3000-16-plain-ddpm30'}]},
+  {name: syn-wide-16-plain, sources: [{path: '$ROOT/generated/s-wide-16-plain'}]},
+  {name: syn-scoreaug-16-plain, sources: [{path: '$ROOT/generated/s-scoreaug-16-plain'}]}]"
 REAL="{path: '$ROOT/toyfaces', identities: 70, images: 280, weight: 0.5}"
 MERGE="{data.same_identity.fr_model: '$FR', data.same_identity.threshold: 0.8, data.same_identity.action: merge}"
 $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set output.name=merge --set random_init=false --set "arms=[
