@@ -3,6 +3,7 @@ and writes nothing (or, for an existing run, touches nothing)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_output_of_another_job_is_refused_unless_overwrite(gen_inputs, tmp_path,
     job_file = tmp_path / "out" / "run" / "job.json"
     before = job_file.read_bytes()
     other = gen_config(gen_inputs, tmp_path / "out")
-    other.sampler["steps"] = 4
+    other.sampler = dataclasses.replace(other.sampler, steps=4)  # a typed SamplerConfig (issue 23)
     _fails(_argv(other, tmp_path), capsys, r"different settings \(sampler\).*new output.name.*overwrite")
     assert job_file.read_bytes() == before
     job = pipeline.prepare(other)
