@@ -34,15 +34,11 @@ from synthface_ray.models.parameterization import (  # noqa: F401  (c_* re-read 
     c_out,
     c_skip,
     loss_weight_lambda,
+    per_sample,
 )
 from synthface_ray.models.scoreaug import ScoreAugConfig
 
 Net = Callable[..., torch.Tensor]
-
-
-def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape a ``(B,)`` noise level to broadcast against ``x`` of shape ``(B, ...)``."""
-    return v.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
 
 
 def _call_net(net: Net, x: torch.Tensor, noise_input: torch.Tensor, cond: Mapping[str, Any],
@@ -115,7 +111,7 @@ class Objective:
             x_in, clean = scoreaug.apply(x_in, omega), scoreaug.apply(x0, omega)
         target = self.loss_target(x_in, clean, level)
         pred = self.predict(net, x_in, level, cond, omega)
-        per_elem = _per_sample(self.loss_weight(level), pred) * (pred.float() - target.float()) ** 2
+        per_elem = per_sample(self.loss_weight(level), pred) * (pred.float() - target.float()) ** 2
         loss = per_elem.mean()
         # detached tensors, not floats: a float() here would synchronise the GPU every step
         stats = {
@@ -148,7 +144,7 @@ class DDPMEps(Objective):
 
     def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``abar_t`` gathered per sample and broadcast against ``like``."""
-        return _per_sample(self.alphas_cumprod.to(t.device)[t.long()], like)
+        return per_sample(self.alphas_cumprod.to(t.device)[t.long()], like)
 
     def sample_noise_level(self, batch, generator=None, device=None):
         """Timesteps ``t ~ U{0, ..., T-1}`` (int64)."""
@@ -238,7 +234,7 @@ class EDM(Objective):
 
     def noisy(self, x0, eps, level):
         """``x = x_0 + sigma n`` (EDM eq. 2's noise, s(t) = 1)."""
-        return x0 + _per_sample(level, x0) * eps
+        return x0 + per_sample(level, x0) * eps
 
     def loss_target(self, x_in, x0, level):
         """The denoiser regresses the (possibly transformed) clean image ``x_0``."""

@@ -105,7 +105,9 @@ def call_net(net, sample: torch.Tensor, timestep: torch.Tensor, context: torch.T
     return out.sample if hasattr(out, "sample") else out
 
 
-def _col(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A ``(B,)`` noise level (or weight) on ``x``'s device and dtype, shaped to broadcast against ``x``
+    of shape ``(B, ...)``."""
     return v.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
 
 
@@ -157,7 +159,7 @@ class DiscreteEps:
     def denoise_with(self, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
                      sigma: torch.Tensor) -> torch.Tensor:
         """``D(x; sigma) = x - sigma eps(x / sqrt(1 + sigma^2), t(sigma))`` with ``eps = call(x_in, t)``."""
-        s = _col(sigma, x)
+        s = per_sample(sigma, x)
         t = self.timestep(sigma.detach().double().cpu()).to(device=x.device, dtype=torch.float32)
         return x - s * call(x / (1 + s**2).sqrt(), t).to(x.dtype)
 
@@ -201,7 +203,7 @@ class EDMPrecond:
                      sigma: torch.Tensor) -> torch.Tensor:
         """``D(x; sigma) = c_skip x + c_out F(c_in x; c_noise)`` (EDM eq. 7) with ``F = call``: the one
         preconditioner of the training loss and of the sampler."""
-        s, sd = _col(sigma, x), self.sigma_data
+        s, sd = per_sample(sigma, x), self.sigma_data
         f = call(c_in(s, sd) * x, c_noise(sigma.to(device=x.device, dtype=torch.float32)))
         return c_skip(s, sd) * x + c_out(s, sd) * f.to(x.dtype)
 
@@ -217,4 +219,5 @@ Parameterization = DiscreteEps | EDMPrecond
 
 
 __all__ = ["SPACINGS", "ContextDenoiser", "DiscreteEps", "EDMPrecond", "Parameterization", "c_in", "c_noise",
-           "c_out", "c_skip", "call_net", "karras_sigmas", "loss_weight_lambda", "sigma_of_abar", "t_of_sigma"]
+           "c_out", "c_skip", "call_net", "karras_sigmas", "loss_weight_lambda", "per_sample", "sigma_of_abar",
+           "t_of_sigma"]
