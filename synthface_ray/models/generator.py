@@ -366,6 +366,7 @@ class IdentityGenerator(nn.Module):
         *,
         cond: torch.Tensor | None = None,
         drop_mask: torch.Tensor | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         """Raw UNet output for noisy ``x`` (B, C, H, W) at timestep / EDM c_noise ``t_or_cnoise``
         (scalar or (B,)), cross-attending to ``context`` (B, tokens, dim). ``source`` (CASD, None =
@@ -374,6 +375,10 @@ class IdentityGenerator(nn.Module):
         Instead of ``context`` the raw condition ``cond`` (and the empty-context ``drop_mask``) may
         be given; the context is then computed inside this call, which is what DeepSpeed ZeRO-3
         needs (parameters are gathered by hooks around ``forward`` only).
+
+        ``attention_kwargs`` go to the UNet's attention processors for this forward only (diffusers'
+        ``cross_attention_kwargs``; the sampler passes UIFace's per-forward injection inputs this way).
+        This is the one call convention of the generator: training and sampling both use it.
         """
         if context is None:
             if cond is None:
@@ -384,7 +389,8 @@ class IdentityGenerator(nn.Module):
         if t.dim() == 0:
             t = t.expand(batch)
         extra = self.extra_embedding(batch, source, omega, like=x)
-        out = self.unet(x, t, encoder_hidden_states=context.to(x.dtype), class_labels=extra)
+        out = self.unet(x, t, encoder_hidden_states=context.to(x.dtype), class_labels=extra,
+                        cross_attention_kwargs=attention_kwargs)
         return out.sample
 
     # persistence ----------------------------------------------------------------------------

@@ -55,7 +55,8 @@ class Objective:
     ``sample_noise_level``, ``noisy(x0, eps, level)``, ``loss_target(x_in, x0, level)`` (the
     regression target implied by the (possibly augmented) noisy input and clean image),
     ``predict(net, x_in, level, cond, omega)`` (the quantity compared to the target) and
-    ``loss_weight(level)``.
+    ``loss_weight(level)``; and ``self.param``, the :mod:`~synthface_ray.models.parameterization`
+    object (preconditioning, noise levels, t <-> sigma) that training and sampling share.
     """
 
     name = "objective"
@@ -81,9 +82,10 @@ class Objective:
         """``(sigma_min, sigma_max)`` of the VE noise levels to sample over."""
         raise NotImplementedError
 
-    def ve_denoiser(self, net: Net, **cond: Any) -> Callable[..., torch.Tensor]:
-        """The model as a VE denoiser ``D(x, sigma[, context]) -> x0_hat`` for the solvers."""
-        raise NotImplementedError
+    def parameterization(self) -> DiscreteEps | EDMPrecond:
+        """The preconditioning and noise levels this objective trains with; the sampler's
+        denoiser is ``parameterization().denoiser(net)`` (one object serves both)."""
+        return self.param
 
     def training_loss(
         self,
@@ -190,28 +192,11 @@ class DDPMEps(Objective):
         """Fractional timestep for ``sigma``: :meth:`DiscreteEps.timestep`."""
         return self.param.timestep(sigma)
 
-    def parameterization(self) -> DiscreteEps:
-        """The schedule the sampler uses: the same object this objective trains with."""
-        return self.param
-
     def sigma_range(self) -> tuple[float, float]:
         """``(sigma_of_t(0), sigma_of_t(T - 1))``: the noise levels the model was trained on."""
         ends = self.sigma_of_t(torch.tensor([0, self.num_train_timesteps - 1]))
         return float(ends[0]), float(ends[1])
 
-    def ve_denoiser(self, net: Net, **cond: Any) -> Callable[..., torch.Tensor]:
-        """``D(x; sigma) = x - sigma eps_hat(x / sqrt(1 + sigma^2), t(sigma))`` in VE space.
-
-        ``x_t = sqrt(abar) (x + sigma eps)`` with ``abar = 1 / (1 + sigma^2)`` (k-diffusion's
-        ``DiscreteEpsDDPMDenoiser``); ``t(sigma)`` is the fractional timestep of :meth:`t_of_sigma`.
-        A ``context`` keyword given at call time overrides the bound one (for batched guidance).
-        """
-        def denoise(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None):
-            kw = dict(cond) if context is None else {**cond, "context": context}
-            omega = kw.pop("omega", None)
-            return self.param.denoise_with(lambda x_in, t: _call_net(net, x_in, t, kw, omega), x, sigma)
-
-        return denoise
 
 class EDM(Objective):
     """EDM training (Karras et al. 2022, sec. 5; CASD Algorithm 2's model, ScoreMix).
@@ -223,9 +208,14 @@ class EDM(Objective):
     name = "edm"
 
     def __init__(self, sigma_data: float = 0.5, P_mean: float = -1.2, P_std: float = 1.2) -> None:
-        self.sigma_data, self.P_mean, self.P_std = sigma_data, P_mean, P_std
+        self.P_mean, self.P_std = P_mean, P_std
         # the preconditioner of the loss and of the sampler; sampling range (0.002, 80) (EDM sec. 5)
         self.param = EDMPrecond(sigma_data, 0.002, 80.0)
+
+    @property
+    def sigma_data(self) -> float:
+        """``sigma_data`` of the preconditioner (EDM Table 1); held once, by :attr:`param`."""
+        return self.param.sigma_data
 
     def sample_noise_level(self, batch, generator=None, device=None):
         """``sigma = exp(P_mean + P_std n)``, ``n ~ N(0, 1)`` (EDM Table 1, training)."""
@@ -257,21 +247,9 @@ class EDM(Objective):
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
         return self._denoise(net, x, sigma, cond, omega)
 
-    def parameterization(self) -> EDMPrecond:
-        """The preconditioning the sampler uses: the same object this objective trains with."""
-        return self.param
-
     def sigma_range(self) -> tuple[float, float]:
         """EDM's sampling range ``(sigma_min, sigma_max) = (0.002, 80)`` (EDM sec. 5)."""
         return self.param.sigma_min, self.param.sigma_max
-
-    def ve_denoiser(self, net: Net, **cond: Any) -> Callable[..., torch.Tensor]:
-        """``D(x; sigma)`` (EDM eq. 7) as a function of ``(x, sigma[, context])``."""
-        def denoise(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None):
-            kw = dict(cond) if context is None else {**cond, "context": context}
-            return self._denoise(net, x, sigma.to(x.device), kw, kw.pop("omega", None))
-
-        return denoise
 
 
 OBJECTIVES: dict[str, type[Objective]] = {"ddpm_eps": DDPMEps, "edm": EDM}

@@ -3,10 +3,12 @@ noise levels and the t <-> sigma map, and serves both the training loss
 (:mod:`synthface_ray.models.objectives`) and the sampler (:mod:`synthface_ray.sampling`), as NVlabs
 EDM's preconditioner does.
 
-The network follows diffusers' call convention for sampling, ``net(sample, timestep,
-encoder_hidden_states=..., class_labels=...)`` returning an object with ``.sample`` (or a bare
-tensor); the math itself (:meth:`DiscreteEps.denoise_with`, :meth:`EDMPrecond.denoise_with`) takes
-any ``F(x_in, noise_input)``, which is how training calls its raw network:
+The network speaks ONE call convention, the generator's own
+(:meth:`synthface_ray.models.generator.IdentityGenerator.forward`): ``net(x_in, noise_input,
+context=..., source=..., omega=..., attention_kwargs=...)`` returning a tensor, in training and in
+sampling alike. The math itself (:meth:`DiscreteEps.denoise_with`, :meth:`EDMPrecond.denoise_with`)
+takes any ``F(x_in, noise_input)``; :meth:`DiscreteEps.denoiser` / :meth:`EDMPrecond.denoiser`
+bind a network and its context for the sampler:
 
 * :class:`DiscreteEps`: epsilon prediction at timesteps ``0..T-1`` of a ``alphas_cumprod`` table
   (DDPM; IDiff-Face, UIFace, NegFaceDiff). ``x_t = sqrt(abar) (x + sigma eps)`` with
@@ -89,20 +91,23 @@ def loss_weight_lambda(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
 
 
 
-#: D(x (B, C, H, W), sigma (B,), context (B, tokens, dim), class_labels (B,) or None) -> x0_hat
-ContextDenoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+#: D(x (B, C, H, W), sigma (B,), context (B, tokens, dim), source (B,) or None, attention_kwargs=None)
+#: -> x0_hat
+ContextDenoiser = Callable[..., torch.Tensor]
 SPACINGS = ("auto", "uniform", "trailing", "karras")
 
 
-def call_net(net, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
-             class_labels: torch.Tensor | None) -> torch.Tensor:
-    """``net(sample, timestep, encoder_hidden_states=context, class_labels=...)`` (diffusers'
-    convention); ``.sample`` of the result when it has one."""
-    kwargs = {"encoder_hidden_states": context}
-    if class_labels is not None:
-        kwargs["class_labels"] = class_labels
-    out = net(sample, timestep, **kwargs)
-    return out.sample if hasattr(out, "sample") else out
+def call_net(net, x_in: torch.Tensor, noise_input: torch.Tensor, context: torch.Tensor,
+             source: torch.Tensor | None = None, attention_kwargs: dict | None = None) -> torch.Tensor:
+    """``net(x_in, noise_input, context=context[, source=...][, attention_kwargs=...])``: the
+    generator's call convention; ``source`` (CASD) and ``attention_kwargs`` (per-forward inputs of
+    the attention processors, e.g. UIFace injection) are passed only when given."""
+    kwargs: dict = {"context": context}
+    if source is not None:
+        kwargs["source"] = source
+    if attention_kwargs is not None:
+        kwargs["attention_kwargs"] = attention_kwargs
+    return net(x_in, noise_input, **kwargs)
 
 
 def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -164,9 +169,11 @@ class DiscreteEps:
         return x - s * call(x / (1 + s**2).sqrt(), t).to(x.dtype)
 
     def denoiser(self, net) -> ContextDenoiser:
-        """The sampler's ``D(x, sigma, context, class_labels)`` of a diffusers-convention ``net``."""
-        def denoise(x, sigma, context, class_labels=None):
-            return self.denoise_with(lambda x_in, t: call_net(net, x_in, t, context, class_labels), x, sigma)
+        """The sampler's ``D(x, sigma, context, source=None, attention_kwargs=None)`` of ``net``
+        (:func:`call_net`'s convention)."""
+        def denoise(x, sigma, context, source=None, attention_kwargs=None):
+            return self.denoise_with(
+                lambda x_in, t: call_net(net, x_in, t, context, source, attention_kwargs), x, sigma)
 
         return denoise
 
@@ -208,9 +215,11 @@ class EDMPrecond:
         return c_skip(s, sd) * x + c_out(s, sd) * f.to(x.dtype)
 
     def denoiser(self, net) -> ContextDenoiser:
-        """The sampler's ``D(x, sigma, context, class_labels)`` of a diffusers-convention ``net``."""
-        def denoise(x, sigma, context, class_labels=None):
-            return self.denoise_with(lambda x_in, n: call_net(net, x_in, n, context, class_labels), x, sigma)
+        """The sampler's ``D(x, sigma, context, source=None, attention_kwargs=None)`` of ``net``
+        (:func:`call_net`'s convention)."""
+        def denoise(x, sigma, context, source=None, attention_kwargs=None):
+            return self.denoise_with(
+                lambda x_in, n: call_net(net, x_in, n, context, source, attention_kwargs), x, sigma)
 
         return denoise
 

@@ -1,10 +1,12 @@
-"""UIFace attention injection (eq. 6-7) and cross-attention recording (eq. 5) as diffusers
-attention processors.
+"""UIFace attention injection (eq. 6-7) and cross-attention recording (eq. 5) on diffusers'
+attention-processor API.
 
 A batched UNet forward holds *empty-context* rows (conditioned on the learnable ``c_e``) and
-*conditional* rows (identity context ``c``) of the same samples. An :class:`InjectionController`
-shared by every processor of one UNet says, per row, which row is its empty-context partner
-(``pairs``) and which rows to record (``record_rows``); the caller sets both before a forward.
+*conditional* rows (identity context ``c``) of the same samples. The caller builds one
+:class:`AttentionStep` per forward, saying per row which row is its empty-context partner
+(``pairs``) and which rows to record (``record_rows``), and passes it WITH that forward
+(diffusers' ``cross_attention_kwargs={"injection": step}``; the generator's ``attention_kwargs``).
+The processors hold no state between forwards; what they record lands in that step object.
 
 - Self-attention (``attn1``), UIFace sec. 3.4: ``h_self^c = h_self^{c_e}``. The probability map of
   conditional row ``i`` is replaced by that of its partner ``p(i)``; the values stay row ``i``'s.
@@ -15,6 +17,14 @@ shared by every processor of one UNet says, per row, which row is its empty-cont
   over heads, resized to the smallest recorded resolution, averaged over layers, flattened
   (token-major) and L2-normalised: a ``(n_rows, context_tokens * h_min * w_min)`` tensor.
 
+Where the maps are needed: only the rows injected (``pairs >= 0``), the partners they read from,
+and the recorded rows (every row with ``debug``) need the attention probabilities themselves. Those
+rows go through diffusers' ``AttnProcessor`` (the processor that materialises the probabilities),
+with the probabilities rewritten between its softmax and its product with the values; every other
+row, and every forward with nothing to inject or record, goes through the module's own processor
+(``AttnProcessor2_0``, i.e. ``scaled_dot_product_attention``, by default). Which path a row takes
+depends only on its own sample's state, so a row's output does not depend on the rest of the batch.
+
 Every operation is row-local: a row's output depends only on its own hidden states and on its
 partner's un-injected maps of the same layer, so permuting the batch (and remapping ``pairs``)
 permutes the outputs. Pure torch + diffusers; nothing happens at import time.
@@ -23,45 +33,52 @@ permutes the outputs. Pure torch + diffusers; nothing happens at import time.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
 _EPS = 1e-8  # floor on sigma_c in eq. 7 (a constant map, e.g. a single-token context, has std 0)
+KWARG = "injection"  # the cross_attention_kwargs key that carries an AttentionStep to the processors
 
 
-class InjectionController:
-    """Shared state for the processors of one UNet.
+@dataclass
+class AttentionStep:
+    """The inputs of the injection processors for ONE UNet forward, and what they record in it.
 
     ``pairs``: ``(batch,)`` long; for row ``i`` the index of its empty-context row in the SAME
     batch, or ``-1`` (no injection for that row). ``None`` = no injection at all.
     ``record_rows``: ``(batch,)`` bool; rows whose cross-attention maps are recorded (the empty
     rows, for UIFace eq. 5). ``None`` = record nothing.
+    ``inject`` / ``record``: switch injection / recording off whatever ``pairs`` / ``record_rows`` say.
     ``sample_hw``: spatial size of the UNet input; only needed to unflatten the maps of
     non-square inputs for recording (square maps are inferred from the token count).
-    ``debug``: keep each processor's probabilities of the last call in ``last_raw_probs`` (as
-    computed) and ``last_probs`` (as used, after injection), keyed by module name, each shaped
+    ``debug``: keep each processor's probabilities in ``last_raw_probs`` (as computed) and
+    ``last_probs`` (as used, after injection), keyed by module name, each shaped
     ``(batch, heads, query_len, key_len)``.
     """
 
-    def __init__(self, inject: bool = True, record: bool = False, debug: bool = False) -> None:
-        self.inject = inject
-        self.record = record
-        self.debug = debug
-        self.pairs: torch.Tensor | None = None
-        self.record_rows: torch.Tensor | None = None
-        self.sample_hw: tuple[int, int] | None = None
-        self.last_probs: dict[str, torch.Tensor] = {}
-        self.last_raw_probs: dict[str, torch.Tensor] = {}
-        self._maps: list[torch.Tensor] = []
+    pairs: torch.Tensor | None = None
+    record_rows: torch.Tensor | None = None
+    inject: bool = True
+    record: bool = False
+    debug: bool = False
+    sample_hw: tuple[int, int] | None = None
+    maps: list[torch.Tensor] = field(default_factory=list)
+    last_probs: dict[str, torch.Tensor] = field(default_factory=dict)
+    last_raw_probs: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def reset_step(self) -> None:
-        """Clear the recorded maps (and debug probabilities); call before each forward."""
-        self._maps = []
+    def clear(self) -> None:
+        """Drop what a forward recorded (maps, debug probabilities), to reuse the inputs."""
+        self.maps = []
         self.last_probs = {}
         self.last_raw_probs = {}
+
+    def kwargs(self) -> dict[str, AttentionStep]:
+        """``cross_attention_kwargs`` that hand this step to the processors of one forward."""
+        return {KWARG: self}
 
     def active_pairs(self, batch: int, device: torch.device) -> torch.Tensor | None:
         """``pairs`` validated for a batch of ``batch`` rows, or ``None`` if nothing is injected."""
@@ -81,7 +98,7 @@ class InjectionController:
         rows = self.record_rows.to(device=device, dtype=torch.bool)
         if rows.shape != (batch,):
             raise ValueError(f"record_rows has shape {tuple(rows.shape)}, expected ({batch},)")
-        return rows
+        return rows if bool(rows.any()) else None
 
     def add_map(self, probs: torch.Tensor, rows: torch.Tensor) -> None:
         """Store one cross-attention layer's head-averaged map of the recorded rows (UIFace eq. 5).
@@ -90,22 +107,22 @@ class InjectionController:
         """
         mean = probs[rows].detach().float().mean(dim=1)  # (n, q, k)
         h, w = spatial_shape(mean.shape[1], self.sample_hw)
-        self._maps.append(mean.transpose(1, 2).reshape(mean.shape[0], mean.shape[2], h, w))
+        self.maps.append(mean.transpose(1, 2).reshape(mean.shape[0], mean.shape[2], h, w))
 
     def recorded(self) -> torch.Tensor | None:
         """``h_t`` of UIFace eq. 5 for the rows of ``record_rows`` (in batch order), from every
-        cross-attention call since :meth:`reset_step`: ``(n_rows, F)``, unit L2 norm per row.
+        cross-attention layer of the forward: ``(n_rows, F)``, unit L2 norm per row.
 
         Each layer's map is resized (area interpolation) to the smallest recorded resolution,
         the layers are averaged, and the ``(k, h, w)`` map is flattened and L2-normalised. The
         context tokens are kept apart: the per-pixel average over tokens of softmax
         probabilities is the constant ``1 / k``, which would carry no information.
         """
-        if not self._maps:
+        if not self.maps:
             return None
-        h, w = min((m.shape[-2:] for m in self._maps), key=lambda s: s[0] * s[1])
+        h, w = min((m.shape[-2:] for m in self.maps), key=lambda s: s[0] * s[1])
         resized = [m if m.shape[-2:] == (h, w) else F.interpolate(m, size=(h, w), mode="area")
-                   for m in self._maps]
+                   for m in self.maps]
         mean = torch.stack(resized).mean(dim=0)
         return F.normalize(mean.flatten(1), dim=1)
 
@@ -117,7 +134,7 @@ def spatial_shape(tokens: int, sample_hw: tuple[int, int] | None = None) -> tupl
         side = math.isqrt(tokens)
         if side * side != tokens:
             raise ValueError(f"cannot unflatten {tokens} pixels to a square map; set "
-                             "InjectionController.sample_hw to the UNet input size")
+                             "AttentionStep.sample_hw to the UNet input size")
         return side, side
     height, width = sample_hw
     factor = math.sqrt(height * width / tokens)
@@ -159,81 +176,126 @@ def inject_cross(probs: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class InjectionAttnProcessor:
-    """diffusers' plain ``AttnProcessor`` with UIFace attention injection and recording.
+@dataclass
+class _Plan:
+    """One layer's work in one forward: the rows that need the probabilities (``need``), the
+    injection ``pairs`` and the recorded ``rows``, all in the coordinates of the call's batch."""
 
-    The probabilities from ``attn.get_attention_scores`` are rewritten per row (eq. 6-7 for
-    cross-attention, direct replacement for self-attention) before ``bmm`` with the values, and
-    cross-attention maps of the recorded rows are stored for eq. 5. With no active pairs and no
-    recording it computes exactly what ``AttnProcessor`` does. Cross-attention is a call with
-    ``encoder_hidden_states`` or a module with ``is_cross_attention`` set.
+    need: torch.Tensor
+    pairs: torch.Tensor | None
+    rows: torch.Tensor | None
+
+    def needed_only(self) -> _Plan:
+        """The same plan for a call on the needed rows alone (pairs re-indexed into them)."""
+        index = torch.cumsum(self.need.long(), 0) - 1  # batch row -> row among the needed ones
+        pairs = None
+        if self.pairs is not None:
+            pairs = self.pairs[self.need]
+            pairs = torch.where(pairs >= 0, index[pairs.clamp_min(0)], pairs)
+        ones = torch.ones(int(self.need.sum()), dtype=torch.bool, device=self.need.device)
+        return _Plan(ones, pairs, None if self.rows is None else self.rows[self.need])
+
+
+def plan_rows(step: AttentionStep | None, batch: int, is_cross: bool, device) -> _Plan | None:
+    """Which rows of a layer's call need the attention probabilities: injected rows, their
+    partners, recorded rows (cross-attention only), every row with ``debug``. ``None``: none."""
+    if step is None:
+        return None
+    pairs = step.active_pairs(batch, device)
+    rows = step.active_record_rows(batch, device) if is_cross else None
+    if pairs is None and rows is None and not step.debug:
+        return None
+    need = torch.full((batch,), step.debug, dtype=torch.bool, device=device)
+    if pairs is not None:
+        injected = pairs >= 0
+        need |= injected
+        need[pairs[injected]] = True
+    if rows is not None:
+        need |= rows
+    return _Plan(need, pairs, rows)
+
+
+class _ProbabilityHook:
+    """``attn`` as diffusers' ``AttnProcessor`` sees it, except that the probabilities of
+    ``get_attention_scores`` pass through ``rewrite`` before the product with the values."""
+
+    def __init__(self, attn: Attention, rewrite: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self._attn, self._rewrite = attn, rewrite
+
+    def __getattr__(self, name: str):
+        return getattr(self._attn, name)
+
+    def get_attention_scores(self, query, key, attention_mask=None) -> torch.Tensor:
+        return self._rewrite(self._attn.get_attention_scores(query, key, attention_mask))
+
+
+def _subset(t: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t[rows]
+
+
+class InjectionAttnProcessor:
+    """UIFace attention injection and recording for one attention module.
+
+    Per forward it takes an :class:`AttentionStep` as the ``injection`` keyword (diffusers hands
+    it over from ``cross_attention_kwargs``). Rows that need the probabilities (:func:`plan_rows`)
+    run diffusers' ``AttnProcessor`` with the probabilities rewritten (eq. 6-7 for
+    cross-attention, direct replacement for self-attention) and cross-attention maps of the
+    recorded rows stored in the step (eq. 5); all other rows run ``fallback``, the module's own
+    processor (``AttnProcessor2_0`` when none is given). With no step, or nothing to do, the call
+    is exactly ``fallback``'s. Cross-attention is a call with ``encoder_hidden_states`` or a module
+    with ``is_cross_attention`` set. An attention mask or ``temb`` sends every row to the
+    probability path (the UNets here use neither).
     """
 
-    def __init__(self, controller: InjectionController, name: str = "") -> None:
-        self.controller = controller
+    def __init__(self, name: str = "", fallback=None) -> None:
         self.name = name
+        self.fallback = fallback if fallback is not None else AttnProcessor2_0()
+        self._with_probs = AttnProcessor()
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
-                 *args, **kwargs) -> torch.Tensor:
+                 *args, injection: AttentionStep | None = None, **kwargs) -> torch.Tensor:
         """Attention of ``hidden_states`` (3-D or 4-D) over itself or ``encoder_hidden_states``."""
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch_size, channel, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
-        batch_size, sequence_length, _ = (
-            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape)
-        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-
-        query = attn.to_q(hidden_states)
         is_cross = (encoder_hidden_states is not None
                     or bool(getattr(attn, "is_cross_attention", False)))
-        if encoder_hidden_states is None:
-            encoder_hidden_states = hidden_states
-        elif attn.norm_cross:
-            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
-        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
-        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
-        query = attn.head_to_batch_dim(query)
+        batch = hidden_states.shape[0]
+        plan = plan_rows(injection, batch, is_cross, hidden_states.device)
+        if plan is None:
+            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb,
+                                 *args, **kwargs)
+        if bool(plan.need.all()) or attention_mask is not None or temb is not None:
+            return self._probability_path(attn, hidden_states, encoder_hidden_states, attention_mask,
+                                          temb, injection, plan, is_cross)
+        need, keep = plan.need, ~plan.need
+        probs_out = self._probability_path(attn, hidden_states[need], _subset(encoder_hidden_states, need),
+                                           None, None, injection, plan.needed_only(), is_cross)
+        rest = self.fallback(attn, hidden_states[keep], _subset(encoder_hidden_states, keep), None, None)
+        out = probs_out.new_empty((batch, *probs_out.shape[1:]))
+        out[need], out[keep] = probs_out, rest
+        return out
 
-        attention_probs = attn.get_attention_scores(query, key, attention_mask)
-        attention_probs = self.rewrite(attention_probs, attn.heads, is_cross)
-        hidden_states = torch.bmm(attention_probs, value)
-        hidden_states = attn.batch_to_head_dim(hidden_states)
-        hidden_states = attn.to_out[0](hidden_states)  # linear proj
-        hidden_states = attn.to_out[1](hidden_states)  # dropout
+    def _probability_path(self, attn, hidden_states, encoder_hidden_states, attention_mask, temb,
+                          step: AttentionStep, plan: _Plan, is_cross: bool) -> torch.Tensor:
+        def rewrite(probs: torch.Tensor) -> torch.Tensor:
+            return self.rewrite(probs, attn.heads, is_cross, step, plan)
 
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(
-                batch_size, channel, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        return self._with_probs(_ProbabilityHook(attn, rewrite), hidden_states, encoder_hidden_states,
+                                attention_mask, temb)
 
-    def rewrite(self, probs: torch.Tensor, heads: int, is_cross: bool) -> torch.Tensor:
+    def rewrite(self, probs: torch.Tensor, heads: int, is_cross: bool, step: AttentionStep,
+                plan: _Plan) -> torch.Tensor:
         """Record (cross-attention, eq. 5) and inject (eq. 6-7 / self replacement) one layer's
-        ``(batch * heads, q, k)`` probabilities; returned in the same shape. Untouched if idle."""
-        ctl = self.controller
-        batch = probs.shape[0] // heads
-        pairs = ctl.active_pairs(batch, probs.device)
-        rows = ctl.active_record_rows(batch, probs.device) if is_cross else None
-        if pairs is None and rows is None and not ctl.debug:
-            return probs
-        probs4 = probs.view(batch, heads, *probs.shape[1:])
-        if rows is not None and bool(rows.any()):
-            ctl.add_map(probs4, rows)
+        ``(rows * heads, q, k)`` probabilities of the plan's rows; returned in the same shape."""
+        probs4 = probs.view(probs.shape[0] // heads, heads, *probs.shape[1:])
+        if plan.rows is not None:
+            step.add_map(probs4, plan.rows)
         out = probs4
-        if pairs is not None:
-            out = inject_cross(probs4, pairs) if is_cross else inject_self(probs4, pairs)
-        if ctl.debug:
-            ctl.last_raw_probs[self.name] = probs4.detach().clone()
-            ctl.last_probs[self.name] = out.detach().clone()
+        if plan.pairs is not None:
+            out = inject_cross(probs4, plan.pairs) if is_cross else inject_self(probs4, plan.pairs)
+        if step.debug:
+            step.last_raw_probs[self.name] = probs4.detach().clone()
+            step.last_probs[self.name] = out.detach().clone()
         return out.reshape(probs.shape)
 
 
@@ -255,13 +317,25 @@ def _selected(module: str, names: Sequence[str] | None) -> bool:
     return False
 
 
-def install(unet: torch.nn.Module, controller: InjectionController,
-            names: Sequence[str] | None = None) -> dict:
+class IgnoreInjection:
+    """A module's own processor, on the modules without injection, that accepts (and ignores) the
+    ``injection`` keyword, so that diffusers does not warn about it on every forward."""
+
+    def __init__(self, processor) -> None:
+        self.processor = processor
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, *args,
+                 injection: AttentionStep | None = None, **kwargs) -> torch.Tensor:
+        return self.processor(attn, hidden_states, *args, **kwargs)
+
+
+def install(unet: torch.nn.Module, names: Sequence[str] | None = None) -> dict:
     """Install :class:`InjectionAttnProcessor` on the attention modules of a diffusers
     ``UNet2DConditionModel`` by module name (all ``attn1``/``attn2`` of transformer blocks when
     ``names`` is None; otherwise the modules whose name equals, or lies under, one of ``names``)
-    via ``unet.set_attn_processor``. Returns the previous processors (``{key: processor}`` for
-    every attention module) so :func:`uninstall` can restore them.
+    via ``unet.set_attn_processor``, each falling back to the module's current processor; the
+    other modules get :class:`IgnoreInjection` around theirs. Returns the previous processors
+    (``{key: processor}`` for every attention module) so :func:`uninstall` can restore them.
     """
     if isinstance(names, str):
         names = [names]
@@ -269,7 +343,7 @@ def install(unet: torch.nn.Module, controller: InjectionController,
     chosen = {key for key in previous if _selected(_module_name(key), names)}
     if not chosen:
         raise ValueError(f"no attention module matches {names!r}")
-    new = {key: InjectionAttnProcessor(controller, _module_name(key)) if key in chosen else proc
+    new = {key: InjectionAttnProcessor(_module_name(key), proc) if key in chosen else IgnoreInjection(proc)
            for key, proc in previous.items()}
     unet.set_attn_processor(new)  # consumes the dict it is given
     return previous
@@ -280,5 +354,5 @@ def uninstall(unet: torch.nn.Module, previous: dict) -> None:
     unet.set_attn_processor(dict(previous))
 
 
-__all__ = ["InjectionAttnProcessor", "InjectionController", "inject_cross", "inject_self",
-           "install", "renormalize", "spatial_shape", "uninstall"]
+__all__ = ["KWARG", "AttentionStep", "IgnoreInjection", "InjectionAttnProcessor", "inject_cross",
+           "inject_self", "install", "plan_rows", "renormalize", "spatial_shape", "uninstall"]

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 import torch
 
 from synthface_ray.models.parameterization import ContextDenoiser, Parameterization
+from synthface_ray.sampling.attention import AttentionStep, install, uninstall
+from synthface_ray.sampling.recipes import SamplerConfig, resolve
+from synthface_ray.sampling.solvers import SOLVERS
 
 WEIGHT_ATOL = 1e-5
 
@@ -181,19 +184,25 @@ class CompositeDenoiser:
     evaluation). Which rows are in UIFace's first stage is decided per evaluation from its own
     noise level (fixed ``t0``, the adaptive fallback); the adaptive switch of eq. 5 reads the
     empty context's attention maps once per step, at the step's first evaluation (the point of
-    the trajectory at ``sigma_i``; Heun's correction at ``sigma_{i+1}`` is not recorded)."""
+    the trajectory at ``sigma_i``; Heun's correction at ``sigma_{i+1}`` is not recorded).
+
+    ``attention_hw``: the image size when UIFace's attention processors are installed in the
+    network (:func:`synthface_ray.sampling.attention.install`), else ``None``. Each evaluation then
+    builds its :class:`~synthface_ray.sampling.attention.AttentionStep` (which row injects from
+    which, which rows are recorded) and passes it with that forward; nothing is kept in the
+    processors between evaluations."""
 
     takes_step = True
 
     def __init__(self, denoise: ContextDenoiser, param: Parameterization, cond: Conditions,
-                 cfg, controller=None) -> None:
+                 cfg: SamplerConfig, attention_hw: tuple[int, int] | None = None) -> None:
         self.denoise, self.param, self.cond, self.cfg = denoise, param, cond, cfg
         self.weights = Weights.of(cond)
         self.table = torch.cat([cond.contexts, cond.empty[None]])
         two = cfg.two_stage.mode
         self.stage1 = torch.full((cond.batch,), two != "off", dtype=torch.bool)
         self.log = StepLog(torch.zeros(cond.batch, dtype=torch.long))
-        self.controller = controller  # UIFace attention injection / recording, or None
+        self.attention_hw = attention_hw
         self._step: int | None = None  # the solver step of the last evaluation
         self._h_prev: torch.Tensor | None = None
         self._d_prev: torch.Tensor | None = None
@@ -218,11 +227,12 @@ class CompositeDenoiser:
         first, self._step = step != self._step, step
         self._update_stages(tau)
         W = guided_weights(self.weights, self.cfg.cfg_scale, self.cfg.negative.weight(tau), self.stage1)
-        inject = self.controller is not None and self.cfg.two_stage.attention_injection
+        inject = self.attention_hw is not None and self.cfg.two_stage.attention_injection
         rows, cols = self._pairs(W, inject)
-        out = self._forward(x, sigma, rows, cols, W)
-        if first and self.cfg.two_stage.mode == "adaptive":
-            self._adaptive_switch(rows, cols, tau)
+        step_inputs = self._attention_step(rows, cols)
+        out = self._forward(x, sigma, rows, cols, W, step_inputs)
+        if first and self.cfg.two_stage.mode == "adaptive" and step_inputs is not None:
+            self._adaptive_switch(rows, cols, tau, step_inputs.recorded())
         return out.clamp(-1, 1) if self.cfg.clip_denoised else out
 
     def _pairs(self, W: torch.Tensor, inject: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,34 +245,37 @@ class CompositeDenoiser:
         rows, cols = torch.nonzero(need, as_tuple=True)
         return rows, cols
 
-    def _forward(self, x, sigma, rows, cols, W) -> torch.Tensor:
-        empty_col = self.table.shape[0] - 1
-        if self.controller is not None:
-            self._prepare_controller(rows, cols, empty_col)
+    def _forward(self, x, sigma, rows, cols, W, attention: AttentionStep | None) -> torch.Tensor:
         labels = None
         if self.cfg.source is not None:
             labels = torch.full((rows.numel(),), self.cfg.source, dtype=torch.long, device=x.device)
         context = self.table.to(device=x.device, dtype=x.dtype)[cols.to(x.device)]
-        d = self.denoise(x[rows.to(x.device)], sigma.reshape(-1)[:1].expand(rows.numel()), context, labels)
+        d = self.denoise(x[rows.to(x.device)], sigma.reshape(-1)[:1].expand(rows.numel()), context, labels,
+                         attention_kwargs=None if attention is None else attention.kwargs())
         w = W[rows, cols].to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
         out = torch.zeros_like(x).index_add_(0, rows.to(x.device), w * d)
         self.log.nfe += torch.bincount(rows, minlength=self.cond.batch)
         return out
 
-    def _prepare_controller(self, rows, cols, empty_col: int) -> None:
-        """Tell the attention processors which entry of this forward is each entry's empty pass."""
-        is_empty = cols == empty_col
+    def _attention_step(self, rows, cols) -> AttentionStep | None:
+        """This forward's inputs for the attention processors (``None`` when none are installed):
+        each second-stage conditional entry's partner is its row's empty-context entry."""
+        if self.attention_hw is None:
+            return None
+        ts = self.cfg.two_stage
+        is_empty = cols == self.table.shape[0] - 1
         where_empty = torch.full((self.cond.batch,), -1, dtype=torch.long)
         where_empty[rows[is_empty]] = torch.nonzero(is_empty, as_tuple=True)[0]
         pairs = where_empty[rows]
         pairs[is_empty | self.stage1[rows]] = -1
-        self.controller.pairs = pairs if self.cfg.two_stage.attention_injection else None
-        self.controller.record_rows = is_empty if self.cfg.two_stage.mode == "adaptive" else None
-        self.controller.reset_step()
+        return AttentionStep(pairs=pairs if ts.attention_injection else None,
+                             record_rows=is_empty if ts.mode == "adaptive" else None,
+                             inject=ts.attention_injection, record=ts.mode == "adaptive",
+                             sample_hw=self.attention_hw)
 
-    def _adaptive_switch(self, rows, cols, tau: float) -> None:
-        """UIFace eq. 5: ``d_t = ||h_{t+1} - h_t||``; switch where ``d_{t+1} > th`` and ``d_t < th``."""
-        maps = self.controller.recorded()
+    def _adaptive_switch(self, rows, cols, tau: float, maps: torch.Tensor | None) -> None:
+        """UIFace eq. 5: ``d_t = ||h_{t+1} - h_t||``; switch where ``d_{t+1} > th`` and ``d_t < th``.
+        ``maps``: ``h_t`` of this forward's empty-context entries (in entry order)."""
         empty_rows = rows[cols == self.table.shape[0] - 1]
         if maps is None or not len(empty_rows):
             return
@@ -306,13 +319,12 @@ def sample(net, param: Parameterization, cond: Conditions, config, shape: tuple[
            device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
            unet=None) -> SampleResult:
     """Sample one image per row of ``cond``: a pure function of (network, conditions, sampler
-    config); no Ray. ``net`` follows diffusers' call convention; ``shape`` is one image's
+    config); no Ray. ``net`` speaks the generator's call convention
+    (:func:`~synthface_ray.models.parameterization.call_net`); ``shape`` is one image's
     (C, H, W); ``config`` a :class:`~synthface_ray.sampling.recipes.SamplerConfig` or a YAML
     ``sampler`` section. ``unet``: the diffusers UNet inside ``net``, needed by UIFace's
     attention injection and adaptive switch (their processors are installed for this call and
-    removed after it)."""
-    from synthface_ray.sampling.recipes import resolve
-
+    removed after it; ``net`` must then take ``attention_kwargs``, as the generator does)."""
     cfg = resolve(config)
     ts = cfg.two_stage
     needs_attention = ts.attention_injection or ts.mode == "adaptive"
@@ -321,22 +333,16 @@ def sample(net, param: Parameterization, cond: Conditions, config, shape: tuple[
                              "UNet's attention maps: pass unet= (the diffusers UNet inside net)")
     if not needs_attention:
         return _sample(net, param, cond, cfg, shape, device, dtype, None)
-    from synthface_ray.sampling.attention import InjectionController, install, uninstall
-
-    controller = InjectionController(inject=ts.attention_injection, record=ts.mode == "adaptive")
-    controller.sample_hw = tuple(shape[-2:])
-    previous = install(unet, controller, ts.layers)
+    previous = install(unet, ts.layers)
     try:
-        return _sample(net, param, cond, cfg, shape, device, dtype, controller)
+        return _sample(net, param, cond, cfg, shape, device, dtype, tuple(shape[-2:]))
     finally:
         uninstall(unet, previous)
 
 
-def _sample(net, param, cond, cfg, shape, device, dtype, controller) -> SampleResult:
-    from synthface_ray.sampling.solvers import SOLVERS
-
+def _sample(net, param, cond, cfg, shape, device, dtype, attention_hw) -> SampleResult:
     sigmas = param.sigmas(cfg.steps, cfg.spacing)
-    guided = CompositeDenoiser(param.denoiser(net), param, cond, cfg, controller)
+    guided = CompositeDenoiser(param.denoiser(net), param, cond, cfg, attention_hw)
     streams = _RowStreams(cond.seeds, tuple(shape))
     x = (streams() * param.init_scale(sigmas[0].item())).to(device=device, dtype=dtype)
     with torch.no_grad():

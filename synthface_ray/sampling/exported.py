@@ -1,11 +1,11 @@
 """The exported generator (``train-generator``'s export folder) as a composite-sampler model:
-the network in diffusers' call convention, its parameterisation, and its identity contexts."""
+the network (the generator itself: it speaks the one call convention of
+:mod:`synthface_ray.models.parameterization`), its parameterisation, and its identity contexts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -13,28 +13,20 @@ from torch import nn
 from synthface_ray.models.parameterization import Parameterization
 
 
-class GeneratorNet(nn.Module):
-    """An :class:`~synthface_ray.models.generator.IdentityGenerator` called the diffusers way:
-    ``net(sample, timestep, encoder_hidden_states=context, class_labels=source)``."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, sample, timestep, encoder_hidden_states, class_labels=None):
-        return SimpleNamespace(sample=self.model(sample, timestep, context=encoder_hidden_states,
-                                                 source=class_labels))
-
-
 @dataclass
 class LoadedGenerator:
-    """``net`` for :func:`~synthface_ray.sampling.composite.sample`, its ``param``, the ``unet``
-    (for attention injection), the image ``shape`` and the objective ``metadata``."""
+    """The generator ``model`` (also ``net``, what :func:`~synthface_ray.sampling.composite.sample`
+    calls), its ``param``, the ``unet`` (for attention injection), the image ``shape`` and the
+    objective ``metadata``."""
 
     model: nn.Module
-    net: GeneratorNet
     param: Parameterization
     metadata: dict
+
+    @property
+    def net(self) -> nn.Module:
+        """The network the sampler calls: the generator itself (no adapter)."""
+        return self.model
 
     @property
     def unet(self) -> nn.Module:
@@ -71,7 +63,7 @@ def load_generator(folder: str | Path, device: torch.device | str = "cpu") -> Lo
     settings = dict(meta["objective"])
     objective = make_objective(settings.pop("name"), **settings)
     model = IdentityGenerator.from_pretrained(folder, device=device)
-    return LoadedGenerator(model, GeneratorNet(model), objective.parameterization(), meta)
+    return LoadedGenerator(model, objective.parameterization(), meta)
 
 
-__all__ = ["GeneratorNet", "LoadedGenerator", "load_generator"]
+__all__ = ["LoadedGenerator", "load_generator"]

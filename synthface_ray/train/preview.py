@@ -71,7 +71,6 @@ def sample_images(model: IdentityGenerator, objective: Objective, cond: torch.Te
     in [-1, 1] (B, 3, H, W) on the CPU. Row ``i`` has seed ``cfg.seed + i % cfg.images`` (its
     initial and ancestral noise, as a plan row's seed in generate), so columns line up."""
     from synthface_ray.sampling.composite import Conditions, sample
-    from synthface_ray.sampling.exported import GeneratorNet
 
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
@@ -82,7 +81,7 @@ def sample_images(model: IdentityGenerator, objective: Objective, cond: torch.Te
     conditions = Conditions.single(model.context(cond.to(device)), model.empty_context.detach(),
                                    torch.arange(rows), [cfg.seed + i % cfg.images for i in range(rows)])
     gc = model.config
-    out = sample(GeneratorNet(model), objective.parameterization(), conditions, sampler,
+    out = sample(model, objective.parameterization(), conditions, sampler,
                  (gc.in_channels, gc.sample_size, gc.sample_size), device=device, dtype=dtype,
                  unet=model.unet)
     x = out.images

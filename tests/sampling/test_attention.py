@@ -10,8 +10,8 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor
 
 from synthface_ray.sampling.attention import (
+    AttentionStep,
     InjectionAttnProcessor,
-    InjectionController,
     install,
     renormalize,
     spatial_shape,
@@ -66,14 +66,15 @@ def _stock(unet: UNet2DConditionModel, *args: torch.Tensor) -> torch.Tensor:
         unet.set_attn_processor(previous)
 
 
-def _run(unet: UNet2DConditionModel, ctl: InjectionController, *args: torch.Tensor,
+def _run(unet: UNet2DConditionModel, step: AttentionStep, *args: torch.Tensor,
          names: list[str] | None = None) -> torch.Tensor:
-    """Output with injection processors installed (and removed afterwards)."""
-    previous = install(unet, ctl, names)
+    """Output with injection processors installed (and removed afterwards), ``step`` passed with
+    the forward."""
+    previous = install(unet, names)
     try:
-        ctl.reset_step()
+        step.clear()
         with torch.no_grad():
-            return unet(args[0], args[1], encoder_hidden_states=args[2]).sample
+            return unet(args[0], args[1], encoder_hidden_states=args[2], cross_attention_kwargs=step.kwargs()).sample
     finally:
         uninstall(unet, previous)
 
@@ -82,13 +83,13 @@ def test_idle_matches_stock_attn_processor(unet):
     """No pairs / all -1 / inject=False, record off: identical to ``AttnProcessor``."""
     args = _inputs()
     ref = _stock(unet, *args)
-    for ctl, pairs in [(InjectionController(), None), (InjectionController(), torch.full((6,), -1)),
-                       (InjectionController(inject=False), PAIRS)]:
-        ctl.pairs = pairs
-        torch.testing.assert_close(_run(unet, ctl, *args), ref, **TIGHT)
-    ctl = InjectionController(record=True, debug=True)
-    ctl.record_rows = EMPTY  # recording and debug capture do not change the output either
-    torch.testing.assert_close(_run(unet, ctl, *args), ref, **TIGHT)
+    for step, pairs in [(AttentionStep(), None), (AttentionStep(), torch.full((6,), -1)),
+                       (AttentionStep(inject=False), PAIRS)]:
+        step.pairs = pairs
+        torch.testing.assert_close(_run(unet, step, *args), ref, **TIGHT)
+    step = AttentionStep(record=True, debug=True)
+    step.record_rows = EMPTY  # recording and debug capture do not change the output either
+    torch.testing.assert_close(_run(unet, step, *args), ref, **TIGHT)
 
 
 def test_processor_4d_group_norm_residual_matches_stock():
@@ -100,10 +101,10 @@ def test_processor_4d_group_norm_residual_matches_stock():
     x = torch.randn(2, 8, 3, 5)
     with torch.no_grad():
         ref = AttnProcessor()(attn, x)
-        ctl = InjectionController()
-        torch.testing.assert_close(InjectionAttnProcessor(ctl)(attn, x), ref, **TIGHT)
-        ctl.pairs = torch.tensor([1, -1])
-        out = InjectionAttnProcessor(ctl)(attn, x)
+        step = AttentionStep()
+        torch.testing.assert_close(InjectionAttnProcessor()(attn, x, injection=step), ref, **TIGHT)
+        step.pairs = torch.tensor([1, -1])
+        out = InjectionAttnProcessor()(attn, x, injection=step)
     torch.testing.assert_close(out[1], ref[1], **TIGHT)
     assert not torch.allclose(out[0], ref[0])
 
@@ -113,31 +114,74 @@ def test_injection_is_row_local(unet):
     injected conditional rows change."""
     args = _inputs()
     ref = _stock(unet, *args)
-    ctl = InjectionController()
-    ctl.pairs = PAIRS
-    out = _run(unet, ctl, *args)
+    step = AttentionStep()
+    step.pairs = PAIRS
+    out = _run(unet, step, *args)
     keep = PAIRS < 0
     torch.testing.assert_close(out[keep], ref[keep], **TIGHT)
     for i in (0, 1):
         assert (out[i] - ref[i]).abs().max() > 1e-4
 
 
-def _debug_probs(unet) -> InjectionController:
-    """A debug controller after one injected forward."""
-    ctl = InjectionController(debug=True)
-    ctl.pairs = PAIRS
-    _run(unet, ctl, *_inputs())
-    return ctl
+def _default(unet: UNet2DConditionModel, *args: torch.Tensor) -> torch.Tensor:
+    """Output with the UNet's own processors (``AttnProcessor2_0``: SDPA)."""
+    with torch.no_grad():
+        return unet(args[0], args[1], encoder_hidden_states=args[2]).sample
+
+
+def test_rows_without_maps_run_the_modules_own_processor_bit_for_bit(unet):
+    """Only injected rows, their partners and recorded rows take the probability path; every
+    other row (and every forward with nothing to do) is computed by the module's own processor,
+    so its output is the default UNet's exactly, whatever the rest of the batch does."""
+    args = _inputs()
+    ref = _default(unet, *args)
+    assert torch.equal(_run(unet, AttentionStep(), *args), ref)  # nothing to do: the default
+    out = _run(unet, AttentionStep(pairs=PAIRS), *args)  # rows 0, 1 inject from 3, 4
+    free = torch.tensor([2, 5])
+    assert torch.equal(out[free], ref[free])
+    assert not torch.allclose(out[:2], ref[:2])
+    recording = AttentionStep(record=True, record_rows=torch.tensor([False] * 5 + [True]))
+    out = _run(unet, recording, *args)
+    assert torch.equal(out[:5], ref[:5]) and recording.recorded().shape[0] == 1
+
+
+def test_no_warning_about_the_injection_keyword_on_modules_without_injection(unet):
+    """Modules left out by ``names`` get the keyword too (the UNet passes
+    ``cross_attention_kwargs`` to every attention module): they take and ignore it, silently."""
+    import logging
+
+    from diffusers.utils import logging as dlogging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = dlogging.get_logger("diffusers.models.attention_processor")
+    logger.addHandler(handler)
+    try:
+        args = _inputs()
+        out = _run(unet, AttentionStep(pairs=PAIRS), *args, names=["mid_block"])
+    finally:
+        logger.removeHandler(handler)
+    assert not [r for r in records if "not expected" in r.getMessage()]
+    assert torch.isfinite(out).all()
+
+
+def _debug_probs(unet) -> AttentionStep:
+    """A debug AttentionStep after one injected forward."""
+    step = AttentionStep(debug=True)
+    step.pairs = PAIRS
+    _run(unet, step, *_inputs())
+    return step
 
 
 def test_self_attention_maps_replaced_by_pair(unet):
     """UIFace sec. 3.4: h_self^c = h_self^{c_e} in every attn1 layer; other rows untouched."""
-    ctl = _debug_probs(unet)
-    names = [n for n in ctl.last_probs if n.endswith("attn1")]
+    step = _debug_probs(unet)
+    names = [n for n in step.last_probs if n.endswith("attn1")]
     assert len(names) == 4
     changed = 0
     for name in names:
-        raw, used = ctl.last_raw_probs[name], ctl.last_probs[name]
+        raw, used = step.last_raw_probs[name], step.last_probs[name]
         assert raw.shape[:2] == (6, 4) and raw.shape[2] == raw.shape[3]
         for i in (0, 1):
             torch.testing.assert_close(used[i], raw[PAIRS[i]], rtol=0, atol=0)
@@ -155,11 +199,11 @@ def _zscore(m: torch.Tensor) -> torch.Tensor:
 def test_cross_attention_renormalised_to_pair_stats(unet):
     """UIFace eq. 6-7: the injected map has the pair's mean and std over the spatial (query)
     axis for every head and token, and is an increasing affine map of its own raw map."""
-    ctl = _debug_probs(unet)
-    names = [n for n in ctl.last_probs if n.endswith("attn2")]
+    step = _debug_probs(unet)
+    names = [n for n in step.last_probs if n.endswith("attn2")]
     assert len(names) == 4
     for name in names:
-        raw, used = ctl.last_raw_probs[name], ctl.last_probs[name]
+        raw, used = step.last_raw_probs[name], step.last_probs[name]
         assert raw.shape[0] == 6 and raw.shape[-1] == TOKENS
         for i in (0, 1):
             p = PAIRS[i]
@@ -182,11 +226,11 @@ def test_renormalize_formula_and_constant_map():
                                b[:1, :1, :, :1].mean(2, keepdim=True).expand(1, 1, 10, 1))
 
 
-def _manual_h(ctl: InjectionController, rows: torch.Tensor) -> torch.Tensor:
+def _manual_h(step: AttentionStep, rows: torch.Tensor) -> torch.Tensor:
     """eq. 5 map recomputed from the debug probabilities: head mean, area-resize to the smallest
     map, layer mean, flatten, L2-normalise."""
     maps = []
-    for name, raw in ctl.last_raw_probs.items():
+    for name, raw in step.last_raw_probs.items():
         if name.endswith("attn2"):
             m = raw[rows].mean(1).transpose(1, 2)
             side = int(m.shape[-1] ** 0.5)
@@ -199,24 +243,24 @@ def _manual_h(ctl: InjectionController, rows: torch.Tensor) -> torch.Tensor:
 def test_recording_shapes_norm_and_rows(unet):
     """h_t (eq. 5): (n_empty, tokens * 4 * 4), unit norm, only record_rows, informative."""
     args = _inputs()
-    ctl = InjectionController(inject=False, record=True, debug=True)
-    assert ctl.recorded() is None
-    ctl.record_rows = EMPTY
-    _run(unet, ctl, *args)
-    h = ctl.recorded()
+    step = AttentionStep(inject=False, record=True, debug=True)
+    assert step.recorded() is None
+    step.record_rows = EMPTY
+    _run(unet, step, *args)
+    h = step.recorded()
     assert h.shape == (3, TOKENS * 4 * 4)
     torch.testing.assert_close(h.norm(dim=1), torch.ones(3))
-    torch.testing.assert_close(h, _manual_h(ctl, EMPTY))
+    torch.testing.assert_close(h, _manual_h(step, EMPTY))
     assert h.std(dim=1).min() > 1e-4  # not the constant a token average would give
     assert (h[0] - h[1]).abs().max() > 1e-4  # different latents, different maps
 
-    ctl.record_rows = torch.ones(6, dtype=torch.bool)
-    _run(unet, ctl, *args)
-    torch.testing.assert_close(ctl.recorded()[EMPTY], h, **TIGHT)
-    ctl.reset_step()
-    assert ctl.recorded() is None
+    step.record_rows = torch.ones(6, dtype=torch.bool)
+    _run(unet, step, *args)
+    torch.testing.assert_close(step.recorded()[EMPTY], h, **TIGHT)
+    step.clear()
+    assert step.recorded() is None
 
-    off = InjectionController(record=False)
+    off = AttentionStep(record=False)
     off.record_rows = EMPTY
     _run(unet, off, *args)
     assert off.recorded() is None
@@ -225,34 +269,34 @@ def test_recording_shapes_norm_and_rows(unet):
 def test_recording_non_square_needs_sample_hw(unet):
     """Maps of a 8x12 input unflatten with ``sample_hw``; smallest map is 4x6."""
     args = _inputs((8, 12))
-    ctl = InjectionController(record=True)
-    ctl.record_rows = EMPTY
+    step = AttentionStep(record=True)
+    step.record_rows = EMPTY
     with pytest.raises(ValueError, match="sample_hw"):
-        _run(unet, ctl, *args)
-    ctl.sample_hw = (8, 12)
-    _run(unet, ctl, *args)
-    assert ctl.recorded().shape == (3, TOKENS * 4 * 6)
+        _run(unet, step, *args)
+    step.sample_hw = (8, 12)
+    _run(unet, step, *args)
+    assert step.recorded().shape == (3, TOKENS * 4 * 6)
 
 
 def test_batch_permutation_equivariance(unet):
     """Permuting the batch (and remapping pairs) permutes outputs and recorded maps."""
     x, t, ctx = _inputs()
-    ctl = InjectionController(record=True)
-    ctl.pairs, ctl.record_rows = PAIRS, EMPTY
-    out = _run(unet, ctl, x, t, ctx)
-    h = ctl.recorded()
+    step = AttentionStep(record=True)
+    step.pairs, step.record_rows = PAIRS, EMPTY
+    out = _run(unet, step, x, t, ctx)
+    h = step.recorded()
 
     perm = torch.tensor([4, 0, 5, 2, 3, 1])  # new row j holds old row perm[j]
     inv = torch.argsort(perm)
     old = PAIRS[perm]
-    ctl.pairs = torch.where(old >= 0, inv[old.clamp_min(0)], old)
-    ctl.record_rows = EMPTY[perm]
-    out_p = _run(unet, ctl, x[perm], t[perm], ctx[perm])
+    step.pairs = torch.where(old >= 0, inv[old.clamp_min(0)], old)
+    step.record_rows = EMPTY[perm]
+    out_p = _run(unet, step, x[perm], t[perm], ctx[perm])
     torch.testing.assert_close(out_p, out[perm], rtol=1e-5, atol=1e-5)
     # recorded rows come in (new) batch order: old empty rows perm[j] for recorded j
     old_rows = perm[EMPTY[perm]]
     rank = {int(r): k for k, r in enumerate(EMPTY.nonzero().flatten())}
-    torch.testing.assert_close(ctl.recorded(), h[[rank[int(r)] for r in old_rows]],
+    torch.testing.assert_close(step.recorded(), h[[rank[int(r)] for r in old_rows]],
                                rtol=1e-5, atol=1e-6)
 
 
@@ -260,8 +304,7 @@ def test_install_by_name_and_uninstall(unet):
     """Default: every attn1/attn2 of transformer blocks; names select by prefix; uninstall
     restores the very same processor objects; unknown names are an error."""
     before = dict(unet.attn_processors)
-    ctl = InjectionController()
-    previous = install(unet, ctl)
+    previous = install(unet)
     chosen = [k for k, p in unet.attn_processors.items() if isinstance(p, InjectionAttnProcessor)]
     assert len(chosen) == 8 and all(k.endswith(("attn1.processor", "attn2.processor"))
                                     for k in chosen)
@@ -269,16 +312,17 @@ def test_install_by_name_and_uninstall(unet):
     assert all(unet.attn_processors[k] is before[k] for k in before)
 
     one = "up_blocks.1.attentions.0.transformer_blocks.0.attn2"
-    previous = install(unet, ctl, ["mid_block", one])
+    previous = install(unet, ["mid_block", one])
     chosen = {k for k, p in unet.attn_processors.items() if isinstance(p, InjectionAttnProcessor)}
     assert chosen == {"mid_block.attentions.0.transformer_blocks.0.attn1.processor",
                       "mid_block.attentions.0.transformer_blocks.0.attn2.processor",
                       "up_blocks.1.attentions.0.transformer_blocks.0.attn2.processor"}
-    assert unet.attn_processors[next(iter(chosen))].controller is ctl
+    # the processors hold no shared state: each forward brings its own AttentionStep
+    assert not hasattr(unet.attn_processors[next(iter(chosen))], "controller")
     uninstall(unet, previous)
     assert all(unet.attn_processors[k] is before[k] for k in before)
     with pytest.raises(ValueError, match="no attention module"):
-        install(unet, ctl, ["down_blocks.9"])
+        install(unet, ["down_blocks.9"])
     assert all(unet.attn_processors[k] is before[k] for k in before)
 
 
@@ -287,14 +331,14 @@ def test_bad_pairs_and_record_rows_rejected(unet):
     args = _inputs()
     for pairs in (torch.tensor([3, 4, -1]), torch.tensor([6, -1, -1, -1, -1, -1]),
                   torch.tensor([-2, -1, -1, -1, -1, -1])):
-        ctl = InjectionController()
-        ctl.pairs = pairs
+        step = AttentionStep()
+        step.pairs = pairs
         with pytest.raises(ValueError, match="pairs"):
-            _run(unet, ctl, *args)
-    ctl = InjectionController(record=True)
-    ctl.record_rows = EMPTY[:3]
+            _run(unet, step, *args)
+    step = AttentionStep(record=True)
+    step.record_rows = EMPTY[:3]
     with pytest.raises(ValueError, match="record_rows"):
-        _run(unet, ctl, *args)
+        _run(unet, step, *args)
 
 
 def test_spatial_shape():

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -33,20 +32,19 @@ def linear_abar(T: int = 1000) -> torch.Tensor:
 
 
 class ToyNet(nn.Module):
-    """A deterministic nonlinear network in diffusers' call convention: its output depends on the
-    sample, the timestep, the context and the class label of each row."""
+    """A deterministic nonlinear network in the generator's call convention: its output depends on
+    the sample, the timestep, the context and the source label of each row."""
 
     def __init__(self) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(0)
         self.w = nn.Parameter(torch.randn(DIM, generator=g))
 
-    def forward(self, sample, timestep, encoder_hidden_states, class_labels=None):
-        c = encoder_hidden_states.mean(dim=1) @ self.w  # (B,)
+    def forward(self, sample, timestep, context, source=None):
+        c = context.mean(dim=1) @ self.w  # (B,)
         t = torch.as_tensor(timestep, dtype=sample.dtype).reshape(-1) / 1000
-        lab = 0 if class_labels is None else class_labels.to(sample.dtype)[:, None, None, None] * 0.1
-        out = torch.tanh(0.7 * sample + c[:, None, None, None] + t[:, None, None, None]) + lab
-        return SimpleNamespace(sample=out)
+        lab = 0 if source is None else source.to(sample.dtype)[:, None, None, None] * 0.1
+        return torch.tanh(0.7 * sample + c[:, None, None, None] + t[:, None, None, None]) + lab
 
 
 PARAMS = {"eps": DiscreteEps(linear_abar()), "edm": EDMPrecond()}
@@ -153,7 +151,7 @@ def test_ddim_matches_diffusers_ddim_scheduler():
     x = torch.stack([torch.randn(SHAPE, generator=torch.Generator().manual_seed(int(s))) for s in c.seeds])
     x = x.double()
     for t in sched.timesteps:
-        eps = net(x, t.expand(3), ctx).sample
+        eps = net(x, t.expand(3), ctx)
         x = sched.step(eps, t, x, eta=0.0).prev_sample
     ours = sample(net, DiscreteEps(sched.alphas_cumprod), Conditions(
         c.contexts.double(), c.empty.double(), c.mix_ids, c.mix_weights, c.seeds),
@@ -170,8 +168,8 @@ class GaussianNet(nn.Module):
         super().__init__()
         self.param, self.s = param, s
 
-    def forward(self, sample, timestep, encoder_hidden_states, class_labels=None):
-        mu = encoder_hidden_states[:, 0, 0].to(sample.dtype).reshape(-1, 1, 1, 1)
+    def forward(self, sample, timestep, context, source=None):
+        mu = context[:, 0, 0].to(sample.dtype).reshape(-1, 1, 1, 1)
         col = lambda v: torch.as_tensor(v, dtype=sample.dtype).reshape(-1, 1, 1, 1)  # noqa: E731
         if isinstance(self.param, EDMPrecond):
             sigma = col(torch.exp(4 * torch.as_tensor(timestep, dtype=torch.float64)))
@@ -179,11 +177,11 @@ class GaussianNet(nn.Module):
             x = sample * (sd**2 + sigma**2).sqrt()
             d = mu + self.s**2 / (self.s**2 + sigma**2) * (x - mu)
             c_skip, c_out = sd**2 / (sigma**2 + sd**2), sigma * sd / (sigma**2 + sd**2).sqrt()
-            return SimpleNamespace(sample=(d - c_skip * x) / c_out)
+            return (d - c_skip * x) / c_out
         sigma = col(self.param.sigma_of_t(torch.as_tensor(timestep).round().long().reshape(-1)))
         x = sample * (1 + sigma**2).sqrt()
         d = mu + self.s**2 / (self.s**2 + sigma**2) * (x - mu)
-        return SimpleNamespace(sample=(x - d) / sigma)
+        return (x - d) / sigma
 
 
 def _gaussian_conditions(mus: list[float], n: int, mix: bool = False) -> Conditions:
@@ -291,20 +289,23 @@ def test_a_nested_sampler_section_names_where_it_sits():
         sfconfig.from_dict(PreviewConfig, {"sampler": {"recipe": "dreambooth"}}, "preview.")
 
 
-class ScriptedMaps:
-    """Stands in for the attention processors' recording: returns scripted h_t per step."""
+class ScriptedMaps(ToyNet):
+    """A ToyNet that stands in for the attention processors' recording: each forward writes the
+    next scripted h_t into the AttentionStep it is given (as ``(rows, k, 1, 1)`` maps, which
+    ``AttentionStep.recorded`` flattens and normalises back to the unit vectors scripted)."""
 
     def __init__(self, maps: list[torch.Tensor]) -> None:
-        self.maps, self.calls, self.pairs, self.record_rows = maps, 0, None, None
+        super().__init__()
+        self.maps, self.calls, self.forwards = maps, 0, 0
 
-    def reset_step(self) -> None:
-        pass
-
-    def recorded(self) -> torch.Tensor:
-        rows = int(self.record_rows.sum())  # the rows still in stage 1: here always the last ones
-        out = self.maps[min(self.calls, len(self.maps) - 1)][-rows:]
-        self.calls += 1
-        return out
+    def forward(self, sample, timestep, context, source=None, attention_kwargs=None):
+        self.forwards += 1
+        step = (attention_kwargs or {}).get("injection")
+        if step is not None and step.record_rows is not None:
+            rows = int(step.record_rows.sum())  # the rows still in stage 1: here always the last ones
+            step.maps.append(self.maps[min(self.calls, len(self.maps) - 1)][-rows:, :, None, None])
+            self.calls += 1
+        return super().forward(sample, timestep, context, source)
 
 
 def test_adaptive_switch_follows_eq5_on_the_recorded_maps():
@@ -319,7 +320,7 @@ def test_adaptive_switch_follows_eq5_on_the_recorded_maps():
             torch.stack([a, a]), torch.stack([a, b]), torch.stack([a, a]), torch.stack([a, b])]
     p, c = PARAMS["edm"], conditions(batch=2)
     cfg = resolve({"steps": 8, "two_stage": {"mode": "adaptive", "th": 0.1, "fallback_t0": 0.2}})
-    guided = CompositeDenoiser(p.denoiser(ToyNet()), p, c, cfg, ScriptedMaps(maps))
+    guided = CompositeDenoiser(p.denoiser(ScriptedMaps(maps)), p, c, cfg, attention_hw=SHAPE[-2:])
     sigmas = p.sigmas(8)
     sample_euler(guided, torch.zeros(2, *SHAPE), sigmas)
     taus = [p.tau(s) for s in sigmas[:-1].tolist()]
@@ -338,20 +339,20 @@ def test_adaptive_switch_reads_the_maps_once_per_step_at_its_first_evaluation():
     class CountingMaps(ScriptedMaps):
         def __init__(self, maps):
             super().__init__(maps)
-            self.forwards, self.read_at = 0, []
+            self.read_at = []
 
-        def reset_step(self) -> None:
-            self.forwards += 1
+    class Reading(CompositeDenoiser):
+        """Notes the network forward at which each read of the eq. 5 maps happens."""
 
-        def recorded(self) -> torch.Tensor:
-            self.read_at.append(self.forwards)
-            return super().recorded()
+        def _adaptive_switch(self, rows, cols, tau, recorded):
+            maps.read_at.append(maps.forwards)
+            super()._adaptive_switch(rows, cols, tau, recorded)
 
     a = torch.tensor([1.0, 0.0])
     p, c = PARAMS["edm"], conditions(batch=2)
     cfg = resolve({"steps": 4, "solver": "heun", "two_stage": {"mode": "adaptive", "th": 0.1, "fallback_t0": 0.0}})
     maps = CountingMaps([torch.stack([a, a])])
-    sample_heun(CompositeDenoiser(p.denoiser(ToyNet()), p, c, cfg, maps), torch.zeros(2, *SHAPE), p.sigmas(4))
+    sample_heun(Reading(p.denoiser(maps), p, c, cfg, attention_hw=SHAPE[-2:]), torch.zeros(2, *SHAPE), p.sigmas(4))
     assert maps.read_at == [1, 3, 5, 7]  # forwards: step 0 at 1-2, step 1 at 3-4, step 2 at 5-6, step 3 at 7
 
 

@@ -81,7 +81,7 @@ def test_ddpm_ve_denoiser_scales_input_and_recovers_x0():
         seen["t"] = t
         return (x_in * (1 + s**2).sqrt() - x0) / s  # the eps implied by x_t = x_ve / sqrt(1 + s^2)
 
-    out = obj.ve_denoiser(oracle)(x0 + s * eps, sigma)
+    out = obj.parameterization().denoiser(oracle)(x0 + s * eps, sigma, None)
     assert torch.allclose(out, x0, atol=1e-5)
     assert torch.allclose(seen["t"].double(), obj.t_of_sigma(sigma), atol=1e-4)
     lo, hi = obj.sigma_range()
@@ -94,7 +94,7 @@ def test_edm_ve_denoiser_is_the_preconditioned_denoiser():
     wrapped = lambda x, c, context=None, source=None, omega=None: net(x)  # noqa: E731
     x, sigma = torch.randn(2, 3, 4, 4), torch.tensor([0.5, 3.0])
     with torch.no_grad():
-        assert torch.equal(obj.ve_denoiser(wrapped)(x, sigma), obj.denoise(wrapped, x, sigma))
+        assert torch.equal(obj.parameterization().denoiser(wrapped)(x, sigma, None), obj.denoise(wrapped, x, sigma))
 
 
 def test_ddim_eta_noise_levels_match_ddim_sigma_t():
