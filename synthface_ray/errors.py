@@ -80,7 +80,7 @@ def os_message(exc: OSError) -> str:
     path = exc.filename or _quoted_path(text)
     if path is None:
         return f"{text}: {fix}"
-    from synthface_ray.storage import visible_path
+    from synthface_ray.storage import visible_path  # lazy: pyarrow; errors is on the --help path
 
     return f"{visible_path(os.fspath(path))}: {what}; {fix}"
 

@@ -141,7 +141,7 @@ def resolve_matches(cfg: Config, facts: dict[str, SetFacts]) -> tuple[Config, di
 
 def _check_arm(cfg: Config, spec: TrialSpec, arm, facts: dict[str, SetFacts], like: str | None) -> str:
     """Budgets and the train config of one arm; returns its plan line."""
-    from synthface_ray.train.fr_job import SourceFacts, batch_counts
+    from synthface_ray.train.fr_job import SourceFacts, batch_counts  # lazy: imports torch
 
     rows, parts = [], []
     for src in arm.sources:

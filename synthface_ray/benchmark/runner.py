@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from synthface_ray import config, storage
+from synthface_ray.benchmark import report
 from synthface_ray.benchmark.config import RANDOM_INIT
 from synthface_ray.benchmark.trial import TrialSpec, read_result, run_trial
 from synthface_ray.ops.local_ray import init_ray
@@ -96,8 +97,6 @@ def write_outputs(spec: TrialSpec, results: list[dict[str, Any]], notes: list[st
     """results.parquet / .csv, summary.csv, plots/accuracy_<set>.png, then report.md (last)."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
-
-    from synthface_ray.benchmark import report
 
     cfg, loc = spec.cfg, spec.location()
     rows = report.result_rows(results)

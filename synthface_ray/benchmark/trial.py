@@ -19,7 +19,9 @@ import numpy as np
 
 from synthface_ray import config, storage
 from synthface_ray.benchmark.config import RANDOM_INIT, Config
-from synthface_ray.data import faces
+from synthface_ray.benchmark.sources import budget_rows, write_subset
+from synthface_ray.data import faces, schema
+from synthface_ray.evaluate.downstream import PairProtocol, verify_backbone
 
 RESULT = "result.json"
 FR_RUN = "fr"  # the train-fr run folder inside a trial folder
@@ -61,7 +63,7 @@ def train_config(spec: TrialSpec, arm: str, seed: int, sources: list[tuple[str, 
     """The :class:`TrainFRConfig` of a trial: the arm's config with the benchmark's data
     sources, seed, run folder, storage settings and no held-out split (the test sets are the
     verification)."""
-    from synthface_ray.train.recognition import TrainFRConfig
+    from synthface_ray.train.recognition import TrainFRConfig  # lazy: imports torch
 
     forced = {"data.path": None, "data.sources": [{"path": p, "weight": w} for p, w in sources],
               "holdout.identities": 0, "holdout.source": 0, "run.seed": seed,
@@ -109,8 +111,6 @@ def read_result(spec: TrialSpec, arm: str, seed: int) -> dict[str, Any] | None:
 def prepare_sources(spec: TrialSpec, arm: str, seed: int, folder: storage.Location) -> list[dict[str, Any]]:
     """Each source of the arm as trained: the dataset itself, or its budget subset drawn with
     ``seed`` and written under ``folder/data/source<i>`` (reused when complete)."""
-    from synthface_ray.benchmark.sources import budget_rows, write_subset
-
     out, store = [], spec.cfg.storage
     for i, src in enumerate(spec.cfg.arm(arm).sources):
         labels, path = _labels(src.path, store), src.path
@@ -127,8 +127,6 @@ def prepare_sources(spec: TrialSpec, arm: str, seed: int, folder: storage.Locati
 
 
 def _labels(path: str, store) -> np.ndarray:
-    from synthface_ray.data import schema
-
     table = faces.open_faces(path, store).to_table(columns=[schema.LABEL])
     return table.column(schema.LABEL).to_numpy()
 
@@ -136,8 +134,8 @@ def _labels(path: str, store) -> np.ndarray:
 def _train(spec: TrialSpec, arm: str, seed: int, folder: storage.Location):
     """Train the arm's FR model (resuming a checkpoint in the trial folder); returns
     ``(trained backbone module, its config, train facts)``."""
-    from synthface_ray.models.recognition.embedder import Embedder
-    from synthface_ray.train import fr_job
+    from synthface_ray.models.recognition.embedder import Embedder  # lazy: imports torch
+    from synthface_ray.train import fr_job  # lazy: imports torch
 
     sources = prepare_sources(spec, arm, seed, folder)
     cfg = train_config(spec, arm, seed, [(s["path"], s["weight"]) for s in sources], folder.uri)
@@ -152,7 +150,7 @@ def _train(spec: TrialSpec, arm: str, seed: int, folder: storage.Location):
 
 
 def _untrained(spec: TrialSpec, seed: int):
-    from synthface_ray.train.recognition import initial_backbone
+    from synthface_ray.train.recognition import initial_backbone  # lazy: imports torch
 
     cfg = train_config(spec, RANDOM_INIT, seed, [], spec.folder)
     return initial_backbone(cfg), cfg.backbone, {"steps": 0, "loss": None, "images": 0,
@@ -161,8 +159,6 @@ def _untrained(spec: TrialSpec, seed: int):
 
 def verify_on_test_sets(backbone, backbone_cfg, spec: TrialSpec) -> dict[str, dict[str, Any]]:
     """Verification of ``backbone`` on every test set (the same seeded pairs in every trial)."""
-    from synthface_ray.evaluate.downstream import PairProtocol, verify_backbone
-
     t = spec.cfg.test
     pairs = PairProtocol(t.genuine, t.impostor, t.folds, t.seed)
     return {s.name: verify_backbone(backbone, backbone_cfg, s.path, spec.cfg.storage, pairs) for s in t.sets}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sys
 
+from synthface_ray.benchmark import plan, runner
 from synthface_ray.benchmark.config import Config
 from synthface_ray.commands.common import print_dry_run
 
@@ -39,8 +40,6 @@ def _print_summary(summary: list[dict], reference: str) -> None:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.benchmark import plan, runner
-
     spec, lines = plan.preflight(cfg)
     if dry_run:
         print_dry_run("benchmark", cfg, lines)

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synthface_ray.commands.common import print_dry_run
+from synthface_ray.commands.mine import condition_space
 from synthface_ray.config import ConfigError
+from synthface_ray.data.identities import read_identities
+from synthface_ray.mining.cka import linear_cka
 from synthface_ray.storage import StorageConfig
 
 
@@ -28,10 +31,6 @@ class Config:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.commands.mine import condition_space
-    from synthface_ray.data.identities import read_identities
-    from synthface_ray.mining.cka import linear_cka
-
     if not cfg.input.identities or not cfg.input.generator:
         raise ConfigError("input.identities and input.generator are required (--identities, --generator)")
     if dry_run:

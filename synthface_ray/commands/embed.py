@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from synthface_ray.commands.common import print_dry_run, write_parquet
 from synthface_ray.commands.fr_common import embed_faces
 from synthface_ray.config import ConfigError
+from synthface_ray.data.identities import CLASS_CENTER, class_centers, identities_table
 from synthface_ray.models.recognition.section import ModelSection
 from synthface_ray.storage import FileOutput, StorageConfig
 
@@ -26,8 +27,6 @@ class Config:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.data.identities import CLASS_CENTER, class_centers, identities_table
-
     if not cfg.input.path:
         raise ConfigError("input.path is required (--data)")
     out = cfg.output.location(cfg.storage, "output.path (--out)")

@@ -14,9 +14,21 @@ from synthface_ray.commands.common import (
     print_dry_run,
     resolved_config_text,
 )
+from synthface_ray.commands.fr_common import embed_faces
 from synthface_ray.config import ConfigError
+from synthface_ray.data import faces
+from synthface_ray.data.loader import iter_training_batches
+from synthface_ray.data.transforms import DecodeReport, from_model_range
 from synthface_ray.evaluate.config import Config
+from synthface_ray.evaluate.frechet import frechet_distance_of
+from synthface_ray.evaluate.report import (
+    EvaluationInputs,
+    compute_metrics,
+    first_per_label,
+    write_report,
+)
 from synthface_ray.models.recognition.section import ModelSection
+from synthface_ray.progress import progress_bar
 
 __all__ = ["Config", "REPORT_MARKER", "collect", "frechet", "run"]
 
@@ -27,12 +39,6 @@ def collect(cfg: Config, embedder):
     """One pass over the data: embeddings and labels of every image, pixels of at most
     ``diversity.pixel_max_per_class`` images per identity of the first ``diversity.pixel_identities``, and ``fr_cosine`` if present (rows
     of corrupt images dropped); returns ``(inputs, decode report)``."""
-    from synthface_ray.data import faces
-    from synthface_ray.data.loader import iter_training_batches
-    from synthface_ray.data.transforms import DecodeReport, from_model_range
-    from synthface_ray.evaluate.report import EvaluationInputs, first_per_label
-    from synthface_ray.progress import progress_bar
-
     cap, taken, report = cfg.diversity.pixel_max_per_class, {}, DecodeReport()
     embs, labels, pixels, pixel_labels = [], [], [], []
     with progress_bar(None, "evaluate") as bar:
@@ -62,9 +68,6 @@ def collect(cfg: Config, embedder):
 def frechet(cfg: Config, inputs, embedder) -> dict:
     """``metrics["frechet"]``: the distance, what the features are, the image counts, and a
     warning when a set has fewer images than feature dimensions (singular covariance estimates)."""
-    from synthface_ray.commands.fr_common import embed_faces
-    from synthface_ray.evaluate.frechet import frechet_distance_of
-
     f = cfg.frechet
     model = f.model or cfg.model.path
     if f.model:  # other features than the report's: embed the data again with that model
@@ -98,8 +101,6 @@ def _check(cfg: Config) -> None:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.evaluate.report import compute_metrics, write_report
-
     _check(cfg)
     out = cfg.output.location(cfg.storage, "output.path (--out, the report folder)")
     if dry_run:

@@ -15,7 +15,7 @@ from synthface_ray.storage import StorageConfig
 
 def _fr_onnx(folder: str) -> str:
     """An FR export (train-fr) gains backbone.insightface.pth, model.onnx and interop.json."""
-    from synthface_ray.models.recognition.interop import convert_export
+    from synthface_ray.models.recognition.interop import convert_export  # lazy: imports torch
 
     meta = convert_export(folder, onnx=True)
     check = (meta.get("onnx") or {}).get("check") or {}
@@ -25,7 +25,10 @@ def _fr_onnx(folder: str) -> str:
 
 def _generator_diffusers(folder: str) -> str:
     """A generator export (train-generator) gains its diffusers pipeline files."""
-    from synthface_ray.models.generator import load_metadata, write_diffusers_files
+    from synthface_ray.models.generator import (  # lazy: imports torch
+        load_metadata,
+        write_diffusers_files,
+    )
 
     meta = load_metadata(folder)
     if not meta or not isinstance(meta.get("objective"), dict):

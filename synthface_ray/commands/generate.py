@@ -7,6 +7,9 @@ import time
 
 from synthface_ray import storage
 from synthface_ray.commands.common import print_dry_run, write_resolved_config
+from synthface_ray.data import faces
+from synthface_ray.data.faces import MANIFEST
+from synthface_ray.generate import grid, pipeline, shards
 from synthface_ray.generate.config import Config
 
 __all__ = ["Config", "run"]
@@ -26,10 +29,6 @@ def _dry_run(job) -> int:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.data import faces
-    from synthface_ray.data.faces import MANIFEST
-    from synthface_ray.generate import grid, pipeline, shards
-
     job = pipeline.prepare(cfg)
     if dry_run:
         return _dry_run(job)

@@ -8,8 +8,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synthface_ray.commands.common import print_dry_run, write_parquet
+from synthface_ray.commands.fr_common import embed_faces
 from synthface_ray.config import ConfigError, check_choice, check_range, check_seed
-from synthface_ray.data.identities import read_identities
+from synthface_ray.data.identities import class_centers, identities_table, read_identities
+from synthface_ray.limits import check_count
+from synthface_ray.mining import sources
+from synthface_ray.mining.uniqueness import leakage_mask, unique_filter
+from synthface_ray.models.recognition.section import ModelSection
+from synthface_ray.sampling.exported import load_generator
 from synthface_ray.sampling.recipes import SamplerConfig
 from synthface_ray.storage import FileOutput, StorageConfig
 
@@ -84,16 +90,12 @@ def _make(cfg: Config) -> tuple[np.ndarray, np.ndarray, str]:
 
 def _check_fits(count: int, dim: int) -> None:
     """Refuse ``count`` embeddings of ``dim`` values that cannot be held in memory here."""
-    from synthface_ray.limits import check_count
-
     check_count(f"source.count={count} identities x {dim} dimensions", count * dim, "values", VALUE_BYTES,
                 "lower source.count (for more identities, make several tables with different "
                 "source.seed and source.id_offset)")
 
 
 def _embeddings(cfg: Config) -> tuple[np.ndarray, str, np.ndarray | None]:
-    from synthface_ray.mining import sources
-
     s = cfg.source
     if s.kind == "random":
         _check_fits(s.count, s.dim)
@@ -102,27 +104,18 @@ def _embeddings(cfg: Config) -> tuple[np.ndarray, str, np.ndarray | None]:
         _, real = read_identities(_need(s.real, "source.real (an identities table)", s.kind), cfg.storage)
         _check_fits(s.count, real.shape[1])
         return sources.pca_gaussian(real, s.count, s.seed, s.components), "pca_gaussian", None
-    from synthface_ray.models.recognition.section import ModelSection
-
     embedder = ModelSection(path=_need(s.fr_model, "source.fr_model (an FR export)", s.kind)).load()
     if s.kind == "class_centers":
-        from synthface_ray.commands.fr_common import embed_faces
-        from synthface_ray.data.identities import class_centers
-
         emb, labels = embed_faces(embedder, _need(s.faces, "source.faces", s.kind), cfg.storage, 256,
                                    s.allow_incomplete, "source.allow_incomplete")
         ids, centres = class_centers(emb, labels)
         return centres, "class_center", ids
-    from synthface_ray.sampling.exported import load_generator
-
     gen = load_generator(_need(s.generator, "source.generator (a generator export)", s.kind))
     return sources.uncond_fr_embeddings(gen, embedder, s.count, s.seed, s.sampler), "uncond_fr", None
 
 
 def _filter(cfg: Config, emb: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Keep mask after the uniqueness filter and the leakage check, and report lines."""
-    from synthface_ray.mining.uniqueness import leakage_mask, unique_filter
-
     keep, lines = np.ones(len(emb), bool), []
     if cfg.filter.leakage_tau is not None:
         _, real = read_identities(_need(cfg.source.real, "source.real (the real identities)",
@@ -141,8 +134,6 @@ def _filter(cfg: Config, emb: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.data.identities import identities_table
-
     out = cfg.output.location(cfg.storage, "output.path (--out)")
     if dry_run:
         print_dry_run("identities", cfg, [

@@ -12,7 +12,10 @@ from synthface_ray.commands.common import (
     print_dry_run,
     resolved_config_text,
 )
-from synthface_ray.config import ConfigError, check_choice, check_range
+from synthface_ray.config import ConfigError, check_choice, check_range, to_dict
+from synthface_ray.data.identities import read_identities
+from synthface_ray.mining.negatives import negatives
+from synthface_ray.mining.pairs import pair_distance, select_mplets, select_pairs
 from synthface_ray.progress import progress_bar
 from synthface_ray.storage import FileOutput, StorageConfig
 
@@ -80,7 +83,7 @@ def condition_space(generator: str, ids: np.ndarray, emb: np.ndarray) -> np.ndar
     conditions, the projected embedding otherwise)."""
     import torch
 
-    from synthface_ray.sampling.exported import load_generator
+    from synthface_ray.sampling.exported import load_generator  # lazy: imports torch
 
     gen = load_generator(generator)
     cond = torch.from_numpy(ids) if gen.model.config.condition == "class" else torch.from_numpy(emb)
@@ -89,8 +92,6 @@ def condition_space(generator: str, ids: np.ndarray, emb: np.ndarray) -> np.ndar
 
 def _mixes(cfg: Config, ids: np.ndarray, emb: np.ndarray):
     import pyarrow as pa
-
-    from synthface_ray.mining.pairs import pair_distance, select_mplets, select_pairs
 
     p = cfg.pairs
     space = emb
@@ -122,8 +123,6 @@ def _mixes(cfg: Config, ids: np.ndarray, emb: np.ndarray):
 def _negatives(cfg: Config, ids: np.ndarray, emb: np.ndarray):
     import pyarrow as pa
 
-    from synthface_ray.mining.negatives import negatives
-
     idx = negatives(emb, cfg.negatives.strategy, 1, cfg.negatives.seed, use_gpu=cfg.use_gpu)[:, 0]
     neg = np.where(idx >= 0, ids[np.clip(idx, 0, None)], -1)
     return pa.table({"identity_id": ids, "negative_id": neg.astype(np.int64),
@@ -139,8 +138,6 @@ def _publish(cfg: Config, out, tables: dict) -> None:
 
     import pyarrow.parquet as pq
 
-    from synthface_ray.config import to_dict
-
     with tempfile.TemporaryDirectory(prefix="synthface-mine-") as tmp:
         for name, table in tables.items():
             pq.write_table(table, Path(tmp) / name)
@@ -151,8 +148,6 @@ def _publish(cfg: Config, out, tables: dict) -> None:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.data.identities import read_identities
-
     if not cfg.input.identities:
         raise ConfigError("input.identities is required (--identities)")
     out = cfg.output.location(cfg.storage, "output.path (--out)")

@@ -8,7 +8,10 @@ import numpy as np
 
 from synthface_ray import storage
 from synthface_ray.commands.common import print_dry_run, write_parquet
+from synthface_ray.commands.mine import MIXES_FILE, NEGATIVES_FILE, SUMMARY_FILE
 from synthface_ray.config import ConfigError, check_range, check_seed
+from synthface_ray.data.identities import read_identities
+from synthface_ray.mining.plan import check_plan_size, plan_rows
 from synthface_ray.storage import FileOutput, StorageConfig
 
 
@@ -50,8 +53,6 @@ def _read_table(loc):
 
 
 def _mining(cfg: Config, ids: np.ndarray) -> tuple[dict[int, int], list]:
-    from synthface_ray.commands.mine import MIXES_FILE, NEGATIVES_FILE, SUMMARY_FILE
-
     if not cfg.input.mining:
         return {}, []
     folder = storage.resolve(cfg.input.mining, cfg.storage)
@@ -77,9 +78,6 @@ def _mining(cfg: Config, ids: np.ndarray) -> tuple[dict[int, int], list]:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.data.identities import read_identities
-    from synthface_ray.mining.plan import check_plan_size, plan_rows
-
     if not cfg.input.identities:
         raise ConfigError("input.identities is required (--identities)")
     out = cfg.output.location(cfg.storage, "output.path (--out)")

@@ -28,7 +28,7 @@ def run_training(command: str, task_name: str, cfg, dry_run: bool,
     """Dry run: the pre-flight checks and ``plan(cfg, facts)``; else train the task registered
     as ``task_name`` in :data:`synthface_ray.train.job.TASKS`. Returns ``(exit code, Ray Result
     or None)``."""
-    from synthface_ray.train import job
+    from synthface_ray.train import job  # lazy: imports torch
 
     task = job.get_task(task_name)
     if dry_run:  # the checks that need no cluster, then the plan (fit runs them itself)

@@ -8,6 +8,7 @@ from synthface_ray.commands.train_common import (
     run_training,
     trained_line,
 )
+from synthface_ray.train.fr_job import HOLDOUT_REPORT, read_heldout_report
 from synthface_ray.train.recognition import TrainFRConfig as Config
 
 __all__ = ["Config", "run"]
@@ -32,8 +33,6 @@ def _plan(cfg: Config, facts) -> list[str]:
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.train.fr_job import HOLDOUT_REPORT, read_heldout_report
-
     code, result = run_training("train-fr", "fr", cfg, dry_run, _plan)
     if code == 0 and not dry_run:
         print(f"{trained_line(cfg, result)}; run folder {cfg.run_dir().uri}; FR backbone "

@@ -11,10 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from synthface_ray import config, storage
+from synthface_ray.benchmark.sources import read_facts
 from synthface_ray.commands.common import print_dry_run
 from synthface_ray.config import ConfigError
+from synthface_ray.evaluate.verification import far_resolution_warnings
 from synthface_ray.ops.local_ray import init_ray
-from synthface_ray.tune.config import Config
+from synthface_ray.tune import results
+from synthface_ray.tune.config import DOWNSTREAM_METRICS, Config
+from synthface_ray.tune.plots import knob_png
+from synthface_ray.tune.results import trial_row
 
 SWEEP_FILE = "sweep.json"
 
@@ -22,7 +27,7 @@ __all__ = ["Config", "run"]
 
 
 def _job(cfg: Config):
-    from synthface_ray.generate.config import Config as GenerateConfig
+    from synthface_ray.generate.config import Config as GenerateConfig  # lazy: imports torch
 
     if not cfg.job:
         raise ConfigError("job is required: the base `synthface generate` YAML (models, identities, "
@@ -44,8 +49,6 @@ def _job(cfg: Config):
 
 
 def _check_metrics(cfg: Config) -> None:
-    from synthface_ray.tune.config import DOWNSTREAM_METRICS
-
     names = list(cfg.objective.weights or cfg.objective.multi or [cfg.objective.metric])
     if not cfg.verification.enabled and any(n.startswith("verification") for n in names):
         raise ConfigError(f"objective uses {[n for n in names if n.startswith('verification')]} but "
@@ -61,9 +64,6 @@ def _check_metrics(cfg: Config) -> None:
 
 def _check_downstream(cfg: Config) -> list[str]:
     """The downstream FR recipe and real test set, checked before any trial; plan lines."""
-    from synthface_ray.benchmark.sources import read_facts
-    from synthface_ray.evaluate.verification import far_resolution_warnings
-
     d = cfg.downstream
     if not d.enabled:
         return []
@@ -80,7 +80,7 @@ def _check_downstream(cfg: Config) -> list[str]:
 
 def preflight(cfg: Config):
     """Every check that can fail before a trial starts: ``(job, dims, pool size, plan notes)``."""
-    from synthface_ray.tune import protocol, spaces
+    from synthface_ray.tune import protocol, spaces  # lazy: imports torch
 
     job = _job(cfg)
     dims = spaces.parse_space(cfg.space)
@@ -139,8 +139,6 @@ def open_sweep(cfg: Config, job) -> tuple[storage.Location, bool]:
 
 
 def _rows(grid, last_rung: int) -> list[dict[str, Any]]:
-    from synthface_ray.tune.results import trial_row
-
     rows = []
     for result in grid:
         metrics = result.metrics or {}
@@ -155,8 +153,7 @@ def write_outputs(cfg: Config, job, dims, rows, exp: storage.Location) -> list[s
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from synthface_ray.tune import export, results
-    from synthface_ray.tune.plots import knob_png
+    from synthface_ray.tune import export  # lazy: imports torch
 
     table = results.results_table(rows)
     for name, write in (("results.parquet", pq.write_table), ("results.csv", pacsv.write_csv)):
@@ -191,7 +188,7 @@ def write_outputs(cfg: Config, job, dims, rows, exp: storage.Location) -> list[s
 
 
 def run(cfg: Config, dry_run: bool = False) -> int:
-    from synthface_ray.tune import spaces, trainable
+    from synthface_ray.tune import spaces, trainable  # lazy: imports torch
 
     job, dims, pool, notes = preflight(cfg)
     rungs = cfg.protocol.rungs()

@@ -12,6 +12,8 @@ from synthface_ray import config, storage
 from synthface_ray.commands.common import print_dry_run
 from synthface_ray.commands.fr_common import embed_faces
 from synthface_ray.config import ConfigError, check_range
+from synthface_ray.data.formats.verification_bin import read_verification_bin
+from synthface_ray.data.transforms import decode_image
 from synthface_ray.evaluate.verification import (
     cosine_scores,
     far_resolution_warnings,
@@ -54,9 +56,6 @@ class Config:
 
 
 def _bin_pairs(embedder, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    from synthface_ray.data.formats.verification_bin import read_verification_bin
-    from synthface_ray.data.transforms import decode_image
-
     images, issame = read_verification_bin(cfg.input.path, cfg.storage)
     size = embedder.config.input_size
     pixels = np.stack([decode_image(b, size) for b in images])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from synthface_ray import storage
 from synthface_ray.data.schema import SchemaError
 
 IDENTITY_ID, EMBEDDING, ORIGIN = "identity_id", "embedding", "origin"
@@ -72,8 +73,6 @@ def read_identities(uri: str, cfg=None) -> tuple[np.ndarray, np.ndarray]:
     import io
 
     import pyarrow.parquet as pq
-
-    from synthface_ray import storage
 
     loc = storage.resolve(uri, cfg)
     if not storage.exists(loc):

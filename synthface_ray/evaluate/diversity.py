@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synthface_ray.data.identities import class_centers
 from synthface_ray.evaluate.separability import (
     EvaluationError,
     check_embeddings,
@@ -31,6 +32,7 @@ from synthface_ray.evaluate.separability import (
     unit_rows,
     validate_embeddings,
 )
+from synthface_ray.mining import uniqueness as mining
 
 
 def identity_consistency(fr_cosine) -> float:
@@ -63,8 +65,6 @@ def consistency(emb, contexts, labels) -> float:
 def class_centres(emb, labels) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, centres)``: the normalised mean of each identity's unit embeddings (sorted ids;
     :func:`synthface_ray.data.identities.class_centers` after the input checks)."""
-    from synthface_ray.data.identities import class_centers
-
     x = validate_embeddings(emb, "emb")  # class_centers normalises the rows itself, a chunk at a time
     lab = np.asarray(labels)
     if lab.shape != (len(x),):
@@ -180,8 +180,6 @@ def _check_tau(tau: float, name: str) -> float:
 def _mining(name: str, *args) -> np.ndarray:
     """The mask of ``synthface_ray.mining.uniqueness.<name>(*args)`` (the exact faiss filter);
     its ``MiningError`` (a ValueError) is re-raised as :class:`EvaluationError`."""
-    from synthface_ray.mining import uniqueness as mining
-
     try:
         return np.asarray(getattr(mining, name)(*args)[0], dtype=bool)
     except ValueError as err:

@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from synthface_ray.data.loader import iter_training_batches
+from synthface_ray.data.transforms import DecodeReport
+from synthface_ray.evaluate.verification import cosine_scores, make_pairs, verify
 from synthface_ray.storage import StorageConfig
 
 
@@ -32,9 +35,6 @@ def embed_set(embedder, path: str, store: StorageConfig | None, batch_size: int 
     to the backbone's input size (corrupt images skipped and counted in the report);
     ``on_batch(rows)`` after each batch (e.g. a progress bar). An incomplete set is refused
     unless ``allow_incomplete`` (the setting ``key``)."""
-    from synthface_ray.data.loader import iter_training_batches
-    from synthface_ray.data.transforms import DecodeReport
-
     report, embs, labels = DecodeReport(), [], []
     for batch in iter_training_batches(path, batch_size, embedder.config.input_size, cfg=store, report=report,
                                        allow_incomplete=allow_incomplete, key=key):
@@ -52,8 +52,7 @@ def verify_backbone(backbone, backbone_cfg, path: str, store: StorageConfig | No
     """Verification of an (untrained or trained) backbone module on the faces set at ``path``:
     the :class:`~synthface_ray.evaluate.verification.VerificationResult` fields plus the images
     and identities used and the rows skipped as corrupt."""
-    from synthface_ray.evaluate.verification import cosine_scores, make_pairs, verify
-    from synthface_ray.models.recognition.embedder import Embedder
+    from synthface_ray.models.recognition.embedder import Embedder  # lazy: imports torch
 
     emb, labels, report = embed_set(Embedder(backbone, backbone_cfg, device), path, store)
     index, issame = make_pairs(labels, pairs.genuine, pairs.impostor, pairs.seed)

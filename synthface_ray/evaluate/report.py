@@ -12,6 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from synthface_ray.data.identities import read_identities
+from synthface_ray.data.transforms import to_grid
+from synthface_ray.evaluate import diversity
+from synthface_ray.evaluate.det import det_curve_png
+from synthface_ray.evaluate.histogram import score_histogram_png
+from synthface_ray.evaluate.separability import sample_identities, separability
+from synthface_ray.evaluate.verification import cosine_scores, make_pairs, verify
+
 
 @dataclass
 class EvaluationInputs:
@@ -52,10 +60,6 @@ def _finite(value: Any) -> Any:
 def compute_metrics(inp: EvaluationInputs, cfg) -> tuple[dict[str, Any], Any]:
     """Every metric of the suite (``cfg``: :class:`synthface_ray.evaluate.config.Config`); returns the metrics
     dict and the separability result (for the histogram)."""
-    from synthface_ray.evaluate import diversity
-    from synthface_ray.evaluate.separability import sample_identities, separability
-    from synthface_ray.evaluate.verification import cosine_scores, make_pairs, verify
-
     s = cfg.separability
     available = len(np.unique(inp.labels))  # "up to" this many identities: all when fewer
     n = None if s.identities is None or s.identities >= available else s.identities
@@ -81,8 +85,6 @@ def compute_metrics(inp: EvaluationInputs, cfg) -> tuple[dict[str, Any], Any]:
     uq = diversity.uniqueness(centres, cfg.uniqueness.tau)
     out["uniqueness"] = {"unique": uq.n_unique, "total": uq.n_total, "tau": uq.tau, "fraction": uq.fraction}
     if cfg.leakage.real:
-        from synthface_ray.data.identities import read_identities
-
         _, real = read_identities(cfg.leakage.real, cfg.storage)
         lk = diversity.leakage(centres, real, cfg.leakage.tau)
         out["leakage"] = {"leaked": lk.n_leaked, "total": lk.n_total, "tau": lk.tau_leak,
@@ -138,10 +140,6 @@ def report_markdown(metrics: dict[str, Any], data: str, model: str) -> str:
 def write_report(folder: Path, metrics: dict[str, Any], sep, inp: EvaluationInputs, data: str,
                  model: str, grid: tuple[int, int]) -> None:
     """``metrics.json``, ``histogram.png``, ``det.png``, ``grid.png`` and ``report.md`` into ``folder``."""
-    from synthface_ray.data.transforms import to_grid
-    from synthface_ray.evaluate.det import det_curve_png
-    from synthface_ray.evaluate.histogram import score_histogram_png
-
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     score_histogram_png(sep.genuine_counts, sep.impostor_counts, folder / "histogram.png",
                         title="genuine vs impostor cosine scores")

@@ -59,7 +59,7 @@ def _metric(kind: str, name: str, doc: str, tags: tuple[str, ...]):
 def _setup_torch(settings: ActorSettings):
     import torch
 
-    from synthface_ray.models.device import pick_device, pick_dtype
+    from synthface_ray.models.device import pick_device, pick_dtype  # lazy: Ray worker code
 
     torch.set_num_threads(settings.torch_threads)
     device = pick_device(settings.device)
@@ -74,7 +74,7 @@ class GeneratorActor:
     and encodes and commits them, returning receipts instead of images."""
 
     def __init__(self, settings: ActorSettings, commit: dict | None = None) -> None:
-        from synthface_ray.sampling.exported import load_generator
+        from synthface_ray.sampling.exported import load_generator  # lazy: Ray worker code
 
         self.settings = settings
         self.device, self.dtype = _setup_torch(settings)
@@ -122,7 +122,7 @@ class GeneratorActor:
         kw = {"micro_batch": self.settings.micro_batch, "device": self.device, "dtype": self.dtype}
         if self.gate_embedder is None:
             return gb.sample_batch(self.gen, table, self.sampler, self.identities, **kw)
-        from synthface_ray.generate.gate import sample_gated
+        from synthface_ray.generate.gate import sample_gated  # lazy: Ray worker code
 
         return sample_gated(self.gen, table, self.sampler, self.identities, self.gate_embedder,
                             self.settings.gate, size=self.gen.shape[-1], **kw)
@@ -130,7 +130,7 @@ class GeneratorActor:
 
 def _embedder(settings: ActorSettings, device):
     """The FR backbone that scores (and gates) generated images, on ``device``."""
-    from synthface_ray.models.recognition.embedder import Embedder
+    from synthface_ray.models.recognition.embedder import Embedder  # lazy: Ray worker code
 
     return Embedder.from_pretrained(settings.fr, device)
 
@@ -189,10 +189,10 @@ def encode_and_commit(table: pa.Table, *, out_uri: str, storage_cfg: dict, size:
     are left out of the shard (after that check: the shard was generated whole)."""
     import numpy as np
 
-    from synthface_ray import storage
-    from synthface_ray.config import from_dict
-    from synthface_ray.generate.gate import drop_failed as passed_only
-    from synthface_ray.storage import StorageConfig
+    from synthface_ray import storage  # lazy: Ray worker code
+    from synthface_ray.config import from_dict  # lazy: Ray worker code
+    from synthface_ray.generate.gate import drop_failed as passed_only  # lazy: Ray worker code
+    from synthface_ray.storage import StorageConfig  # lazy: Ray worker code
 
     loc = storage.resolve(out_uri, from_dict(StorageConfig, storage_cfg))
     receipts = []

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from synthface_ray.config import to_dict
 from synthface_ray.data import schema
 from synthface_ray.mining.plan import IDENTITY_ID, MIX_IDS, MIX_WEIGHTS, NEGATIVE_ID, ROW_ID, SEED
 
@@ -68,7 +69,7 @@ def conditions(batch: pa.Table, contexts_of, empty: torch.Tensor):
 
     ``contexts_of(ids)`` maps distinct identity ids (K,) to contexts (K, tokens, dim); each row's
     mix and negative refer to them by index."""
-    from synthface_ray.sampling.composite import Conditions
+    from synthface_ray.sampling.composite import Conditions  # lazy: imports diffusers
 
     mixes, weights = mix_lists(batch)
     negatives = batch.column(NEGATIVE_ID).to_numpy()
@@ -106,7 +107,7 @@ def sample_batch(gen, batch: pa.Table, sampler, identities: IdentityTable | None
                  micro_batch: int, device, dtype) -> pa.Table:
     """Generate every row of ``batch`` in fixed micro-batches (the same partition on every run,
     so a re-generated row is bit-identical); adds ``pixels`` (raw uint8 HxWx3 bytes), ``t0``, ``nfe``."""
-    from synthface_ray.sampling.composite import sample
+    from synthface_ray.sampling.composite import sample  # lazy: imports diffusers
 
     lookup = context_lookup(gen, identities)
     pixels, t0, nfe = [], [], []
@@ -188,8 +189,6 @@ def faces_rows(batch: pa.Table, *, size: int, fmt: str, quality: int, sampler_js
 
 def sampler_json(sampler) -> str:
     """The resolved sampler config as canonical JSON (stored per row)."""
-    from synthface_ray.config import to_dict
-
     return json.dumps(to_dict(sampler, redact=False), sort_keys=True, separators=(",", ":"))
 
 

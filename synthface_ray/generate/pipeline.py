@@ -20,11 +20,17 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from synthface_ray import storage
 from synthface_ray.config import ConfigError, to_dict
-from synthface_ray.data.faces import MANIFEST
+from synthface_ray.data.faces import MANIFEST, publish_manifest, shard_name
+from synthface_ray.data.identities import read_identities
 from synthface_ray.generate import batch as gb
 from synthface_ray.generate import shards
+from synthface_ray.generate.actor import ActorSettings, FRScorer, GeneratorActor, encode_and_commit
 from synthface_ray.generate.config import Config
+from synthface_ray.generate.gate import ATTEMPTS, GATE_PASSED, gate_counts
 from synthface_ray.mining.plan import IDENTITY_ID, MIX_IDS, NEGATIVE_ID, ROW_ID
+from synthface_ray.models.recognition.embedder import Embedder
+from synthface_ray.ops.local_ray import init_ray
+from synthface_ray.sampling.exported import load_generator
 from synthface_ray.sampling.recipes import SamplerConfig
 from synthface_ray.storage import Location
 
@@ -115,8 +121,6 @@ def _model_folder(path: str | None, key: str):
 
 def _check_generator(cfg: Config, ids, identities):
     """Load the generator once on the driver: its shape, and the ids it can condition on."""
-    from synthface_ray.sampling.exported import load_generator
-
     gen = load_generator(cfg.model.generator, "cpu")
     gcfg = gen.model.config
     if gcfg.condition == "class":
@@ -136,8 +140,6 @@ def _check_generator(cfg: Config, ids, identities):
 
 
 def _check_identities(cfg: Config, ids) -> gb.IdentityTable | None:
-    from synthface_ray.data.identities import read_identities
-
     if not cfg.input.identities:
         if cfg.model.fr:
             raise ConfigError("model.fr scores each image against its identity's embedding: "
@@ -152,8 +154,6 @@ def _check_identities(cfg: Config, ids) -> gb.IdentityTable | None:
 
 
 def _check_fr(cfg: Config, identities: gb.IdentityTable | None) -> None:
-    from synthface_ray.models.recognition.embedder import Embedder
-
     if cfg.model.fr is None:
         return
     dim = Embedder.from_pretrained(cfg.model.fr, "cpu").config.embedding_dim
@@ -248,8 +248,6 @@ def check_resources(cfg: Config, use_gpu: bool, cluster: dict[str, float], singl
 
 
 def _settings(job: Job, identities_ref) -> Any:
-    from synthface_ray.generate.actor import ActorSettings
-
     cfg = job.cfg
     fault = {**to_dict(cfg.fault), "out": job.out} if cfg.fault.after_shards is not None else None
     return ActorSettings(run=cfg.output.name, generator=cfg.model.generator, fr=cfg.model.fr,
@@ -262,8 +260,6 @@ def _settings(job: Job, identities_ref) -> Any:
 def build_dataset(job: Job, use_gpu: bool):
     """The Ray Data pipeline over the shards left to do (one block per shard, kept whole)."""
     import ray
-
-    from synthface_ray.generate.actor import FRScorer, GeneratorActor, encode_and_commit
 
     cfg, pool = job.cfg, job.cfg.pool
     ref = [ray.put(job.identities)] if job.identities is not None else None
@@ -333,8 +329,6 @@ def execute(job: Job) -> tuple[list[dict[str, Any]], bool]:
     generator pool ran on GPUs."""
     import ray
 
-    from synthface_ray.ops.local_ray import init_ray
-
     init_ray()  # a cluster if there is one, else a local Ray on loopback (docs/RELIABILITY.md)
     cluster = ray.cluster_resources()
     use_gpu = resolve_use_gpu(job.cfg, cluster)
@@ -400,9 +394,6 @@ def read_gate_counts(job: Job, shard_count: int) -> dict[str, int]:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from synthface_ray.data.faces import shard_name
-    from synthface_ray.generate.gate import ATTEMPTS, GATE_PASSED, gate_counts
-
     cols = [pq.read_table(io.BytesIO(storage.read_bytes(job.out.join(shard_name(k)))), columns=[ATTEMPTS, GATE_PASSED])
             for k in range(shard_count)]
     attempts = np.concatenate([t.column(ATTEMPTS).to_numpy(zero_copy_only=False) for t in cols])
@@ -412,8 +403,6 @@ def read_gate_counts(job: Job, shard_count: int) -> dict[str, int]:
 
 def check_complete(job: Job) -> int:
     """The number of shards, once every one is committed."""
-    from synthface_ray.data.faces import shard_name
-
     total = job.shard_count
     missing = set(range(total)) - shards.committed(job.out)
     if missing:
@@ -425,8 +414,6 @@ def check_complete(job: Job) -> int:
 def finish(job: Job, receipts: list[dict[str, Any]], wall_s: float, use_gpu: bool) -> tuple[dict, Summary]:
     """Check every shard is committed, then publish ``manifest.json`` (last)."""
     import pyarrow.parquet as pq
-
-    from synthface_ray.data.faces import publish_manifest, shard_name
 
     total = check_complete(job)
     mine = {r["shard"]: r for r in receipts}

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from synthface_ray.config import ConfigError
+from synthface_ray.limits import check_count
 
 ROW_ID, IDENTITY_ID, MIX_IDS, MIX_WEIGHTS, NEGATIVE_ID, SEED = (
     "row_id", "identity_id", "mix_ids", "mix_weights", "negative_id", "seed")
@@ -27,8 +28,6 @@ def check_plan_size(identities: int, images_per_identity: int, mixes: int, image
                     mix_sources: int | None = None) -> None:
     """Refuse a plan that cannot be built here: more rows or list entries than a plan holds
     (``mix_sources``: the sources of all mixes together, default 2 per mix), or more than memory fits."""
-    from synthface_ray.limits import check_count
-
     what = f"a plan of {identities} identities x {images_per_identity} images + {mixes} mixes x {images_per_mix} images"
     fix = ("lower plan.images_per_identity / plan.images_per_mix, or split the identities into "
            "several plans (and generate them as several runs)")

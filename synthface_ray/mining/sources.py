@@ -42,7 +42,7 @@ def uncond_fr_embeddings(gen, embedder, n: int, seed: int = 0, sampler: dict | N
                          batch: int = 64) -> np.ndarray:
     """FR embeddings of ``n`` images sampled with the empty context only (one per seed
     ``seed .. seed + n - 1``), in batches: identities the generator invents on its own."""
-    from synthface_ray.sampling.composite import Conditions, sample
+    from synthface_ray.sampling.composite import Conditions, sample  # lazy: imports diffusers
 
     out = []
     for start in range(0, n, batch):

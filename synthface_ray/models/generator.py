@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from synthface_ray import storage
 from synthface_ray.config import ConfigError, check_choice, check_range, from_dict, to_dict
+from synthface_ray.models.weights import FIX_GENERATOR, load_safetensors
 
 CONDITION_KINDS = ("class", "embedding")
 UNET_DIR, CONDITION_DIR = "unet", "condition"
@@ -435,8 +436,6 @@ class IdentityGenerator(nn.Module):
         """Load a folder written by :meth:`save_pretrained` (no Ray, no DeepSpeed), in eval mode."""
         from diffusers import UNet2DConditionModel
 
-        from synthface_ray.models.weights import FIX_GENERATOR, load_safetensors
-
         folder = Path(folder)
         config = load_generator_config(folder)
         if not (folder / UNET_DIR / "config.json").is_file():
@@ -476,7 +475,7 @@ def load_metadata(folder: str | Path) -> dict[str, Any] | None:
 
 
 def _registered(name: Any) -> bool:
-    from synthface_ray.models.objectives import OBJECTIVES
+    from synthface_ray.models.objectives import OBJECTIVES  # lazy: imports diffusers
 
     return isinstance(name, str) and name in OBJECTIVES
 
@@ -495,7 +494,11 @@ def diffusers_scheduler(objective: dict[str, Any]):
       timesteps (k-diffusion's ``DiscreteEpsDDPMDenoiser``).
 
     Raises ``ValueError`` naming the objective when it has no diffusers counterpart."""
-    from synthface_ray.models.objectives import EDM, DDPMEps, make_objective
+    from synthface_ray.models.objectives import (  # lazy: imports diffusers
+        EDM,
+        DDPMEps,
+        make_objective,
+    )
 
     settings = dict(objective)
     name = settings.pop("name", None)
@@ -532,7 +535,7 @@ def write_diffusers_files(folder: str | Path, objective: dict[str, Any], latent:
     ``write_diffusers_files(folder, load_metadata(folder)["objective"])``."""
     import diffusers
 
-    from synthface_ray.models import diffusers_pipeline as template
+    from synthface_ray.models import diffusers_pipeline as template  # lazy: imports diffusers
 
     folder = Path(folder)
     if not (folder / UNET_DIR).is_dir() or not (folder / CONDITION_DIR).is_dir():

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from synthface_ray.models.generator import IdentityGenerator, load_metadata
 from synthface_ray.models.parameterization import Parameterization
 
 
@@ -53,8 +54,7 @@ class LoadedGenerator:
 
 def load_generator(folder: str | Path, device: torch.device | str = "cpu") -> LoadedGenerator:
     """Load an export folder (no Ray, no DeepSpeed); the objective comes from its metadata."""
-    from synthface_ray.models.generator import IdentityGenerator, load_metadata
-    from synthface_ray.models.objectives import make_objective
+    from synthface_ray.models.objectives import make_objective  # lazy: imports diffusers
 
     meta = load_metadata(folder)
     if not meta or "objective" not in meta:

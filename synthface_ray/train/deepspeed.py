@@ -21,6 +21,7 @@ import torch
 
 from synthface_ray.config import ConfigError, check_choice, check_range
 from synthface_ray.models.device import PRECISION_CHOICES as PRECISIONS
+from synthface_ray.models.device import pick_dtype
 
 
 @dataclass
@@ -44,8 +45,6 @@ class DeepSpeedConfig:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The precision to run, by :func:`synthface_ray.models.device.pick_dtype` (``auto``: bf16 on
     GPUs that support it, else fp32; fp16 refused on CPU, as DeepSpeed refuses it there)."""
-    from synthface_ray.models.device import pick_dtype
-
     try:
         dtype = pick_dtype(device, precision)
     except ValueError as exc:

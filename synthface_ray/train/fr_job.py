@@ -21,7 +21,11 @@ import torch
 from synthface_ray import storage
 from synthface_ray.config import ConfigError
 from synthface_ray.data import faces, schema
+from synthface_ray.data.ray_io import read_faces_dataset
+from synthface_ray.data.transforms import decode_batch
+from synthface_ray.evaluate.verification import cosine_scores, make_pairs, verify
 from synthface_ray.mining.same_identity import Match
+from synthface_ray.models.recognition.embedder import Embedder
 from synthface_ray.train import job, same_identity
 from synthface_ray.train.recognition import FRSession, TrainFRConfig
 
@@ -175,8 +179,6 @@ def decode_classes(table, resolution: int, strict: bool, class_map: np.ndarray) 
 def _datasets(cfg: TrainFRConfig, facts: FRFacts) -> dict:
     """``train{i}``: source ``i`` read, block order randomised, decoded to class-labelled uint8
     pixels in CPU tasks (materialised once when the pixels fit ``data.cache_max_gb``)."""
-    from synthface_ray.data.ray_io import read_faces_dataset
-
     size = cfg.backbone.input_size
     cache = cfg.data.should_cache(sum(s.rows for s in facts.sources), size)
     out = {}
@@ -236,10 +238,6 @@ def classes_table(facts: FRFacts):
 def heldout_verification(session: FRSession, facts: FRFacts):
     """Verification of the trained backbone on the held-out identities' images (rank 0)."""
     import pyarrow.compute as pc
-
-    from synthface_ray.data.transforms import decode_batch
-    from synthface_ray.evaluate.verification import cosine_scores, make_pairs, verify
-    from synthface_ray.models.recognition.embedder import Embedder
 
     cfg, h = session.cfg, session.cfg.holdout
     path = cfg.data.source_list()[h.source].path

@@ -22,6 +22,7 @@ import torch
 
 from synthface_ray import storage
 from synthface_ray.config import ConfigError, check_range, to_dict
+from synthface_ray.data.identities import read_identities
 from synthface_ray.data.transforms import pixels_to_model
 from synthface_ray.models.generator import GeneratorConfig, IdentityGenerator
 from synthface_ray.models.objectives import ObjectiveConfig
@@ -176,8 +177,6 @@ def _identities_by_label(uri: str, cfg: StorageConfig | None):
     """An identities table's embeddings placed at row ``identity_id`` (NaN where an id is absent),
     read and checked by :func:`synthface_ray.data.identities.read_identities`."""
     import numpy as np
-
-    from synthface_ray.data.identities import read_identities
 
     ids, emb = read_identities(uri, cfg)
     if len(ids) == 0 or ids.min() < 0:

@@ -13,12 +13,14 @@ import torch
 
 from synthface_ray.config import ConfigError
 from synthface_ray.data import faces, schema
+from synthface_ray.data.ray_io import read_faces_dataset
 from synthface_ray.train import job
 from synthface_ray.train.generator import (
     GeneratorSession,
     TrainGeneratorConfig,
     load_label_embeddings,
 )
+from synthface_ray.train.preview import preview_grid
 
 
 @dataclass
@@ -101,8 +103,6 @@ def _check_sources(cfg: TrainGeneratorConfig, max_source: int) -> None:
 def build_dataset(cfg: TrainGeneratorConfig, rows: int):
     """The training ``ray.data.Dataset``: read, randomise block order, decode in CPU tasks
     (materialised once when ``data.cache`` says the pixels fit)."""
-    from synthface_ray.data.ray_io import read_faces_dataset
-
     ds = read_faces_dataset(cfg.data.path, cfg.storage, cfg.data.allow_incomplete, "data.allow_incomplete",
                             num_cpus=job.READ_CPUS)
     ds = ds.randomize_block_order(seed=cfg.run.seed).map_batches(
@@ -132,8 +132,6 @@ def _batches(cfg: TrainGeneratorConfig, facts: DatasetFacts) -> Iterator[list[di
 
 # rank 0: previews and export ------------------------------------------------------------------
 def _preview(session: GeneratorSession, monitor, labels: list[int]) -> None:
-    from synthface_ray.train.preview import preview_grid
-
     table = None if session.cond_table is None else session.cond_table.cpu()
     grid = preview_grid(session.ema_generator(session.device), session.objective, labels,
                         session.cfg.preview, table, session.vae)

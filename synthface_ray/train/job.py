@@ -31,6 +31,8 @@ import torch
 
 from synthface_ray.config import ConfigError, apply_dotted, from_dict, secret_values, to_dict
 from synthface_ray.ops.local_ray import init_ray
+from synthface_ray.train.deepspeed import init_distributed, resolve_precision
+from synthface_ray.train.monitor import Monitor, eta_text
 
 log = logging.getLogger(__name__)
 READ_CPUS = 0.25  # Ray Data read/decode tasks: fractional, so training workers cannot starve them
@@ -120,7 +122,7 @@ def resolve_use_gpu(cfg) -> bool:
 def decode_rows(table, resolution: int, strict: bool) -> dict[str, np.ndarray]:
     """Ray Data map: faces rows -> uint8 NHWC pixels (4x smaller than floats in the object store
     and in transfers; the worker scales them to [-1, 1]), label, source."""
-    from synthface_ray.data.transforms import DecodeReport, decode_batch
+    from synthface_ray.data.transforms import DecodeReport, decode_batch  # lazy: Ray worker code
 
     report = DecodeReport()
     out = decode_batch(table, resolution, strict=strict, report=report, model_range=False)
@@ -185,8 +187,6 @@ def _report(session, metrics: dict[str, Any], checkpoint: bool, monitor) -> None
 
     if monitor is not None:
         monitor.log(metrics)
-        from synthface_ray.train.monitor import eta_text
-
         left = eta_text(session.cfg.optim.max_steps - metrics["step"], metrics["steps_per_s"])
         print(f"step {metrics['step']}/{session.cfg.optim.max_steps}  loss {metrics['loss']:.4f}  "
               f"{metrics['steps_per_s']:.2f} steps/s  {metrics['samples_per_s']:.0f} samples/s  ETA {left}"
@@ -210,9 +210,6 @@ def _setup(task: TrainTask, loop_config: dict[str, Any], secrets: dict[str, Any]
     """Build the session on this worker and restore the latest checkpoint, if any."""
     import ray.train
     import ray.train.torch
-
-    from synthface_ray.train.deepspeed import init_distributed, resolve_precision
-    from synthface_ray.train.monitor import Monitor
 
     cfg = worker_config(task, loop_config, secrets)
     ctx = ray.train.get_context()

@@ -13,6 +13,8 @@ import tempfile
 import numpy as np
 import torch
 
+from synthface_ray.train import deepspeed as ds
+from synthface_ray.train.deepspeed import resolve_precision
 from synthface_ray.train.recognition import FRSession, TrainFRConfig
 
 
@@ -20,8 +22,6 @@ def ensure_process_group(backend: str = "gloo") -> None:
     """A world-size-1 ``torch.distributed`` group in this process (a file store in a temporary
     folder: no port to collide with other trials on the node), plus DeepSpeed's view of it."""
     import torch.distributed as dist
-
-    from synthface_ray.train import deepspeed as ds
 
     if not dist.is_initialized():
         for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
@@ -42,8 +42,6 @@ def train_in_memory(cfg: TrainFRConfig, pixels: np.ndarray, labels: np.ndarray,
     """Train ``cfg`` for ``optim.max_steps`` on uint8 NHWC ``pixels`` (at the backbone's input
     size) and their labels, micro-batches drawn without replacement epoch by epoch with
     ``run.seed``. Returns ``(trained backbone in eval mode, mean loss of the last 10 steps)``."""
-    from synthface_ray.train.deepspeed import resolve_precision
-
     size = cfg.backbone.input_size
     if pixels.ndim != 4 or pixels.shape[1:3] != (size, size):
         raise ValueError(f"pixels must be (N, {size}, {size}, 3) uint8, got {pixels.shape}")

@@ -19,6 +19,7 @@ from synthface_ray.config import check_choice, check_range
 from synthface_ray.data.transforms import to_grid
 from synthface_ray.models.generator import IdentityGenerator
 from synthface_ray.models.objectives import Objective
+from synthface_ray.sampling.composite import Conditions, sample
 from synthface_ray.sampling.recipes import SamplerConfig
 from synthface_ray.sampling.solvers import SOLVERS
 
@@ -70,8 +71,6 @@ def sample_images(model: IdentityGenerator, objective: Objective, cond: torch.Te
     """One sample per row of ``cond`` (class ids or embeddings) by the composite sampler, returned
     in [-1, 1] (B, 3, H, W) on the CPU. Row ``i`` has seed ``cfg.seed + i % cfg.images`` (its
     initial and ancestral noise, as a plan row's seed in generate), so columns line up."""
-    from synthface_ray.sampling.composite import Conditions, sample
-
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
     sampler = cfg.sampler_config()

@@ -26,6 +26,7 @@ from synthface_ray.data.augment import AugmentConfig, augment
 from synthface_ray.data.transforms import pixels_to_model
 from synthface_ray.models.recognition.embedder import CONFIG as BACKBONE_CONFIG
 from synthface_ray.models.recognition.embedder import save_backbone
+from synthface_ray.models.recognition.interop import write_interop
 from synthface_ray.models.recognition.iresnet import BackboneConfig, build_backbone
 from synthface_ray.models.recognition.margins import MarginConfig, MarginHead, build_margin
 from synthface_ray.storage import StorageConfig
@@ -315,8 +316,6 @@ class FRSession:
         import tempfile
 
         import pyarrow.parquet as pq
-
-        from synthface_ray.models.recognition.interop import write_interop
 
         backbone, centers = self.trained()
         with tempfile.TemporaryDirectory(prefix="synthface-fr-export-") as tmp:

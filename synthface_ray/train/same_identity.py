@@ -15,6 +15,8 @@ import numpy as np
 from synthface_ray import storage
 from synthface_ray.config import ConfigError
 from synthface_ray.data import faces, schema
+from synthface_ray.data.identities import class_centers
+from synthface_ray.data.transforms import decode_batch
 from synthface_ray.mining.same_identity import Match, SourceCentres, match_earlier_sources
 
 SHOW = 5  # matches printed by name (all are counted)
@@ -40,9 +42,6 @@ def source_centres(path: str, store, embedder, wanted: np.ndarray, per_identity:
                    allow_incomplete: bool = False) -> SourceCentres:
     """Class centres of the ``wanted`` labels of one faces source from their first
     ``per_identity`` decodable images (corrupt ones skipped)."""
-    from synthface_ray.data.identities import class_centers
-    from synthface_ray.data.transforms import decode_batch
-
     taken: dict[int, int] = {}
     embs, labs = [], []
     for batch in faces.open_faces(path, store, allow_incomplete=allow_incomplete, key="data.allow_incomplete").to_batches(columns=[schema.IMAGE, schema.LABEL]):
@@ -63,7 +62,7 @@ def source_centres(path: str, store, embedder, wanted: np.ndarray, per_identity:
 def judge(section, paths: list[str], train_labels: list[np.ndarray], store,
           allow_incomplete: bool = False) -> list[Match]:
     """The same-person matches between sources (later source -> earlier one) under the judge."""
-    from synthface_ray.models.recognition.embedder import Embedder
+    from synthface_ray.models.recognition.embedder import Embedder  # lazy: imports torch
 
     try:
         with storage.local_copy(storage.resolve(section.fr_model, store)) as local:

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from synthface_ray.config import ConfigError, check_choice, check_range, check_seed
+from synthface_ray.config import (
+    ConfigError,
+    apply_dotted,
+    check_choice,
+    check_range,
+    check_seed,
+    from_dict,
+    read_yaml,
+)
 from synthface_ray.evaluate.config import (
     DiversitySection,
     SeparabilitySection,
@@ -221,8 +229,7 @@ class DownstreamSection:
 
     def train_config(self):
         """The FR recipe: ``train`` + ``set``, no held-out split, classes from the data."""
-        from synthface_ray.config import apply_dotted, from_dict, read_yaml
-        from synthface_ray.train.recognition import TrainFRConfig
+        from synthface_ray.train.recognition import TrainFRConfig  # lazy: imports torch
 
         data = apply_dotted(read_yaml(self.train), self.set, "downstream.set key")
         data = apply_dotted(data, {"holdout.identities": 0, "num_classes": None, "data.path": None,

@@ -17,8 +17,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from synthface_ray.data.identities import read_identities
+from synthface_ray.evaluate.downstream import verify_backbone
+from synthface_ray.evaluate.report import EvaluationInputs, compute_metrics, first_per_label
 from synthface_ray.generate import batch as gb
 from synthface_ray.mining import plan as mp
+from synthface_ray.mining.negatives import negatives
+from synthface_ray.mining.pairs import select_pairs
+from synthface_ray.mining.uniqueness import unique_filter
+from synthface_ray.models.device import pick_device, pick_dtype
+from synthface_ray.models.recognition.embedder import Embedder
+from synthface_ray.sampling.exported import load_generator
+from synthface_ray.train.local import train_in_memory
 from synthface_ray.tune.config import METRICS, PlanKnobs, ProtocolSection
 
 IMAGE_KEY = 2**16  # images per identity addressable by the per-row seed key
@@ -40,8 +50,6 @@ class Pool:
 
 def read_pool(job) -> Pool:
     """The identities table of a generate job (``input.identities``)."""
-    from synthface_ray.data.identities import read_identities
-
     ids, emb = read_identities(job.input.identities, job.storage)
     return Pool(np.asarray(ids, np.int64), np.asarray(emb, np.float32))
 
@@ -49,8 +57,6 @@ def read_pool(job) -> Pool:
 def trial_pool(pool: Pool, knobs: PlanKnobs, seed: int) -> Pool:
     """The pool in the sweep's fixed order (a ``seed``-ed permutation, the same in every trial),
     then greedily filtered at ``knobs.tau`` in that order (DCFace uniqueness) when set."""
-    from synthface_ray.mining.uniqueness import unique_filter
-
     ordered = pool.take(np.random.default_rng(seed).permutation(len(pool)))
     if knobs.tau is None:
         return ordered
@@ -60,8 +66,6 @@ def trial_pool(pool: Pool, knobs: PlanKnobs, seed: int) -> Pool:
 
 def negatives_of(pool: Pool, strategy: str, seed: int) -> dict[int, int]:
     """Identity id -> its NegFaceDiff negative among the trial's pool (``null``: none)."""
-    from synthface_ray.mining.negatives import negatives
-
     if strategy == "null" or len(pool) < 2:
         return {}
     rows = negatives(pool.emb, strategy, 1, seed, use_gpu="auto")[:, 0]
@@ -78,8 +82,6 @@ def crn_seeds(seed: int, identity_ids: np.ndarray, image_index: np.ndarray) -> n
 def _mixes(block: Pool, knobs: PlanKnobs, protocol: ProtocolSection, first_id: int) -> list:
     """ScoreMix mixes of a block: ``mix_fraction`` of its identities paired far apart in FR
     space, weights (lambda, 1 - lambda) (ScoreMix eq. 3), ids from ``first_id`` on."""
-    from synthface_ray.mining.pairs import select_pairs
-
     n_pairs = int(len(block) * protocol.mix_fraction) // 2 if protocol.images_per_mix else 0
     if n_pairs == 0:
         return []
@@ -135,10 +137,6 @@ class Models:
     def load(cls, job, threads: int) -> Models:
         import torch
 
-        from synthface_ray.models.device import pick_device, pick_dtype
-        from synthface_ray.models.recognition.embedder import Embedder
-        from synthface_ray.sampling.exported import load_generator
-
         torch.set_num_threads(threads)
         device = pick_device(job.pool.device)
         gen = load_generator(job.model.generator, device)
@@ -162,8 +160,6 @@ class Collected:
     every: list[np.ndarray] = field(default_factory=list)
 
     def add(self, labels: np.ndarray, emb: np.ndarray, cos: np.ndarray, pixels: np.ndarray) -> None:
-        from synthface_ray.evaluate.report import first_per_label
-
         keep = first_per_label(labels, self.taken, self.cap, self.identities)
         for key, value in (("emb", emb), ("labels", labels), ("cos", cos), ("pix", pixels[keep]),
                            ("pix_labels", labels[keep])):
@@ -182,8 +178,6 @@ class Collected:
         return sum(len(x) for x in self.parts["labels"])
 
     def inputs(self):
-        from synthface_ray.evaluate.report import EvaluationInputs
-
         cat = {k: np.concatenate(v) for k, v in self.parts.items()}
         return EvaluationInputs(cat["emb"], cat["labels"], cat["pix"], cat["pix_labels"], cat["cos"])
 
@@ -212,9 +206,6 @@ class Downstream:
     def measure(self, pixels: np.ndarray, labels: np.ndarray, device) -> dict[str, Any]:
         """Train the recipe on the generated ``pixels`` (resized to its input size) and verify
         it on the real test set."""
-        from synthface_ray.evaluate.downstream import verify_backbone
-        from synthface_ray.train.local import train_in_memory
-
         pixels = gb.resize_pixels(pixels, self.train.backbone.input_size)
         backbone, loss = train_in_memory(self.train, pixels, labels, device)
         result = verify_backbone(backbone, self.train.backbone, self.test, self.storage, self.pairs, str(device))
@@ -239,8 +230,6 @@ def run_trial(models: Models, sampler, knobs: PlanKnobs, protocol: ProtocolSecti
     metrics plus ``rung``, ``identities`` and ``images``; with ``downstream``, also the accuracy
     of an FR model trained on everything generated so far, at every rung with
     ``downstream.every_rung``, else at the last rung only (earlier rungs then report nothing)."""
-    from synthface_ray.evaluate.report import compute_metrics
-
     pool = trial_pool(models.pool, knobs, protocol.seed)
     collected = Collected(evaluation.diversity.pixel_max_per_class, evaluation.diversity.pixel_identities,
                           keep_all=downstream is not None)

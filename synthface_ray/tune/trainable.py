@@ -12,8 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from synthface_ray.evaluate.config import Config as EvaluateConfig
+from synthface_ray.evaluate.downstream import PairProtocol
+from synthface_ray.storage import is_s3
 from synthface_ray.tune import spaces
 from synthface_ray.tune.config import Config, PlanKnobs, ProtocolSection
+from synthface_ray.tune.protocol import Downstream, Models, run_trial
 
 
 @dataclass
@@ -31,8 +35,6 @@ class TrialSpec:
     def run(self, params: dict[str, Any], report) -> None:
         """One trial with ``params`` (dotted path -> value); ``report`` receives each rung's
         metrics plus ``objective``."""
-        from synthface_ray.tune.protocol import Models, run_trial
-
         sampler, knobs = spaces.apply_params(self.job.sampler, self.plan, params)
         models = Models.load(self.job, self.threads)
 
@@ -45,8 +47,6 @@ class TrialSpec:
 
 def evaluation_config(cfg: Config, model: str, data: str = "", report: str = ""):
     """The ``synthface evaluate`` config a trial scores with (and the exported job uses)."""
-    from synthface_ray.evaluate.config import Config as EvaluateConfig
-
     ev = EvaluateConfig(separability=cfg.separability, verification=cfg.verification,
                         diversity=cfg.diversity, uniqueness=cfg.uniqueness, storage=cfg.storage)
     ev.model.path, ev.data.path, ev.output.path, ev.output.overwrite = model, data, report, True
@@ -55,8 +55,6 @@ def evaluation_config(cfg: Config, model: str, data: str = "", report: str = "")
 
 def _absolute(path: str | None) -> str | None:
     import os
-
-    from synthface_ray.storage import is_s3
 
     return path if not path or is_s3(path) else os.path.abspath(path)
 
@@ -74,9 +72,6 @@ def make_spec(cfg: Config, job) -> TrialSpec:
 
 def downstream_of(cfg: Config):
     """The resolved downstream objective (test path absolute), or None when disabled."""
-    from synthface_ray.evaluate.downstream import PairProtocol
-    from synthface_ray.tune.protocol import Downstream
-
     d = cfg.downstream
     if not d.enabled:
         return None

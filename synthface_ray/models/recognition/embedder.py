@@ -19,6 +19,7 @@ from synthface_ray.config import from_dict, to_dict
 from synthface_ray.data.transforms import pixels_to_model
 from synthface_ray.models.device import pick_device
 from synthface_ray.models.recognition.iresnet import BackboneConfig, build_backbone
+from synthface_ray.models.weights import FIX_FR, load_state
 
 WEIGHTS, CONFIG = "backbone.safetensors", "backbone_config.json"
 
@@ -47,8 +48,6 @@ class Embedder:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: torch.device | str = "auto") -> Embedder:
-        from synthface_ray.models.weights import FIX_FR, load_state
-
         folder = Path(folder)
         if not (folder / CONFIG).is_file():
             raise FileNotFoundError(f"{folder / CONFIG} not found: is {folder} an exported FR backbone? {FIX_FR}")

@@ -60,7 +60,9 @@ import torch
 
 from synthface_ray import storage
 from synthface_ray.errors import MissingExtraError
+from synthface_ray.models.recognition.embedder import Embedder
 from synthface_ray.models.recognition.iresnet import DEPTHS, BackboneConfig
+from synthface_ray.models.weights import FIX_FR
 
 log = logging.getLogger(__name__)
 
@@ -322,9 +324,6 @@ def convert_export(folder: str | Path, *, onnx: bool = True) -> dict[str, Any]:
     contents. ``onnx=False`` skips the ONNX model; with ``onnx=True`` missing packages raise
     ``ImportError`` naming ``synthface-ray[onnx]``. A missing folder or config raises
     ``FileNotFoundError``, unreadable or foreign weights ``ValueError``, each naming the file."""
-    from synthface_ray.models.recognition.embedder import Embedder
-    from synthface_ray.models.weights import FIX_FR
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder: {FIX_FR}")

@@ -20,7 +20,7 @@ class ModelSection:
         check_range("model.batch_size", self.batch_size, 1)
 
     def load(self):
-        from synthface_ray.models.recognition.embedder import Embedder
+        from synthface_ray.models.recognition.embedder import Embedder  # lazy: imports torch
 
         if not self.path:
             raise ConfigError("model.path is not set: give an exported FR backbone folder (--model)")
