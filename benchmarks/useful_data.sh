@@ -24,6 +24,9 @@
 # Fifth round (about 1 h 55 min more): the class generator 4x wider (block_out_channels 32/64/128, 3.9M
 #   parameters; 49 min) and with ScoreAug (omega to the net; 29 min), each 3000 steps, sampled plain (CFG 1,
 #   no negative, DDIM 10) on the same 1120-image plan; benchmarked in b1120.
+# Sixth round (about 40 min more, benchmark only): FR trained on the best set (s3000-16-cfg1-noneg) with
+#   CosFace instead of ArcFace, with mild RandAugment (2 ops, magnitude 9), and for 600 steps instead of 300;
+#   arms of b1120.
 # Third round (about 1 h 10 min more): gen3000's 1120-image sets sampled at CFG 1, with DDPM 30 steps,
 #   at CFG 1 without the AdaptDiff negative, without mixes (54 people x 21), and "wide": all 100
 #   class centres + 40 mixes x 8 images (140 classes) at CFG 1; benchmarked in b1120; and emb3000's new
@@ -163,7 +166,12 @@ $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set outp
   {name: syn-3000-wide-8-cfg1, sources: [{path: '$ROOT/generated/s3000-wide-8-cfg1'}]},
   {name: syn-3000-16-plain-ddpm30, sources: [{path: '$ROOT/generated/s3000-16-plain-ddpm30'}]},
   {name: syn-wide-16-plain, sources: [{path: '$ROOT/generated/s-wide-16-plain'}]},
-  {name: syn-scoreaug-16-plain, sources: [{path: '$ROOT/generated/s-scoreaug-16-plain'}]}]"
+  {name: syn-scoreaug-16-plain, sources: [{path: '$ROOT/generated/s-scoreaug-16-plain'}]},
+  {name: syn-plain-cosface, sources: [{path: '$ROOT/generated/s3000-16-cfg1-noneg'}], train: {margin.name: cosface}},
+  {name: syn-plain-ra2m9, sources: [{path: '$ROOT/generated/s3000-16-cfg1-noneg'}],
+   train: {augment.randaugment_n: 2, augment.randaugment_m: 9}},
+  {name: syn-plain-600, sources: [{path: '$ROOT/generated/s3000-16-cfg1-noneg'}],
+   train: {optim.max_steps: 600, optim.milestones: [360, 510]}}]"
 REAL="{path: '$ROOT/toyfaces', identities: 70, images: 280, weight: 0.5}"
 MERGE="{data.same_identity.fr_model: '$FR', data.same_identity.threshold: 0.8, data.same_identity.action: merge}"
 $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set output.name=merge --set random_init=false --set "arms=[
