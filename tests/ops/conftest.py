@@ -103,9 +103,11 @@ def _wait_up(head: Head, log: Path, proc: subprocess.Popen, timeout_s: float = 1
     raise RuntimeError(f"the Ray head did not come up in {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_head():
-    """A token-authenticated local Ray head (2 CPUs) reachable only on 127.0.0.1 (dashboard)."""
+    """A token-authenticated local Ray head (2 CPUs) reachable only on 127.0.0.1 (dashboard), for
+    the tests of one module (only test_submit_cluster.py uses it): stopped when they are done, so
+    its idle processes do not take CPU from the rest of the suite on a 2-core machine."""
     temp = tempfile.mkdtemp(prefix="sfhead", dir="/tmp")  # short: Ray's socket paths are limited
     ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
     lo = 20000 + secrets.randbelow(200) * 100  # workers' ports: an explicit range of 100
@@ -130,6 +132,6 @@ def ray_head():
         _wait_up(head, log, proc)
         yield head
     finally:
-        stop_session(proc.pid)
+        stop_session(proc.pid, grace_s=3.0)  # some of Ray's processes sit out SIGTERM's 15 s: nothing to keep here
         proc.wait(timeout=30)
         shutil.rmtree(temp, ignore_errors=True)
