@@ -116,8 +116,26 @@ def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
 
 
+class _BindsNetwork:
+    """The sampler's side of a parameterisation: ``denoise_with`` (each subclass's math) around a
+    network called by :func:`call_net`."""
+
+    def denoise_with(self, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                     sigma: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def denoiser(self, net) -> ContextDenoiser:
+        """The sampler's ``D(x, sigma, context, source=None, attention_kwargs=None)`` of ``net``
+        (:func:`call_net`'s convention)."""
+        def denoise(x, sigma, context, source=None, attention_kwargs=None):
+            return self.denoise_with(
+                lambda x_in, noise: call_net(net, x_in, noise, context, source, attention_kwargs), x, sigma)
+
+        return denoise
+
+
 @dataclass
-class DiscreteEps:
+class DiscreteEps(_BindsNetwork):
     """Epsilon prediction at discrete timesteps; ``alphas_cumprod`` (T,) as diffusers' schedulers."""
 
     alphas_cumprod: torch.Tensor
@@ -168,18 +186,9 @@ class DiscreteEps:
         t = self.timestep(sigma.detach().double().cpu()).to(device=x.device, dtype=torch.float32)
         return x - s * call(x / (1 + s**2).sqrt(), t).to(x.dtype)
 
-    def denoiser(self, net) -> ContextDenoiser:
-        """The sampler's ``D(x, sigma, context, source=None, attention_kwargs=None)`` of ``net``
-        (:func:`call_net`'s convention)."""
-        def denoise(x, sigma, context, source=None, attention_kwargs=None):
-            return self.denoise_with(
-                lambda x_in, t: call_net(net, x_in, t, context, source, attention_kwargs), x, sigma)
-
-        return denoise
-
 
 @dataclass
-class EDMPrecond:
+class EDMPrecond(_BindsNetwork):
     """EDM preconditioning around a raw network (Karras et al. 2022, Table 1)."""
 
     sigma_data: float = 0.5
@@ -213,15 +222,6 @@ class EDMPrecond:
         s, sd = per_sample(sigma, x), self.sigma_data
         f = call(c_in(s, sd) * x, c_noise(sigma.to(device=x.device, dtype=torch.float32)))
         return c_skip(s, sd) * x + c_out(s, sd) * f.to(x.dtype)
-
-    def denoiser(self, net) -> ContextDenoiser:
-        """The sampler's ``D(x, sigma, context, source=None, attention_kwargs=None)`` of ``net``
-        (:func:`call_net`'s convention)."""
-        def denoise(x, sigma, context, source=None, attention_kwargs=None):
-            return self.denoise_with(
-                lambda x_in, n: call_net(net, x_in, n, context, source, attention_kwargs), x, sigma)
-
-        return denoise
 
 
 Parameterization = DiscreteEps | EDMPrecond

@@ -268,10 +268,8 @@ class CompositeDenoiser:
         where_empty[rows[is_empty]] = torch.nonzero(is_empty, as_tuple=True)[0]
         pairs = where_empty[rows]
         pairs[is_empty | self.stage1[rows]] = -1
-        return AttentionStep(pairs=pairs if ts.attention_injection else None,
-                             record_rows=is_empty if ts.mode == "adaptive" else None,
-                             inject=ts.attention_injection, record=ts.mode == "adaptive",
-                             sample_hw=self.attention_hw)
+        return AttentionStep(pairs=pairs, record_rows=is_empty, inject=ts.attention_injection,
+                             record=ts.mode == "adaptive", sample_hw=self.attention_hw)
 
     def _adaptive_switch(self, rows, cols, tau: float, maps: torch.Tensor | None) -> None:
         """UIFace eq. 5: ``d_t = ||h_{t+1} - h_t||``; switch where ``d_{t+1} > th`` and ``d_t < th``.
