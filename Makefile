@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # several GB of CUDA packages. On a GPU box: make setup TORCH="torch==2.13.0 --index-url ..."
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup demo tune benchmark test lint bench bench-scale bench-gpu clean
+.PHONY: setup demo tune benchmark papers test lint bench bench-scale bench-gpu clean
 
 $(BIN)/synthface: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ tune: setup  ## the demo's Ray Tune sweep (after `make demo`): ScoreMix lambda x
 
 benchmark: demo  ## the utility benchmark on the demo's outputs and unseen people (docs/BENCHMARKS.md), ~37 min on 2 cores
 	$(BIN)/synthface benchmark --config jobs/benchmark_toyfaces.yaml
+
+papers: setup  ## the method papers' claims judged on the embedded data (docs/PAPERS.md); hours on 2 cores, resumable
+	$(BIN)/synthface papers --config jobs/papers/suite.yaml
 
 test: setup  ## lint + the whole test suite (what CI runs)
 	$(BIN)/ruff check .

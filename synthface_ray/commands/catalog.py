@@ -187,6 +187,16 @@ COMMANDS: dict[str, Command] = {
   synthface submit jobs/pipeline.yaml --address http://127.0.0.1:8265     # the whole chain as one Ray job""",
         shortcuts={"--root": "pipeline.root"},
     ),
+    "papers": Command(
+        module="synthface_ray.commands.papers",
+        help="reproduce the method papers' central claims on the embedded data and judge each "
+             "(holds / does not hold / within noise) in docs/PAPERS.md; resumable",
+        examples="""\
+  synthface papers --config jobs/papers/suite.yaml                        # make papers: everything, hours
+  synthface papers --config jobs/papers/suite.yaml --set 'papers.only=[3, 4]'   # two claims (a session)
+  synthface papers --config jobs/papers/suite.yaml --set papers.run=false       # only rewrite the report""",
+        shortcuts={"--root": "papers.root"},
+    ),
     "submit": Command(
         module="synthface_ray.commands.submit",
         help="submit a job file (jobs/*.yaml) to a Ray cluster through the Jobs API; stable id, resumable",

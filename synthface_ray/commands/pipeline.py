@@ -15,7 +15,7 @@ from synthface_ray.commands import catalog
 from synthface_ray.storage import StorageConfig
 
 #: commands that cannot be a step (they run or submit steps themselves)
-NOT_A_STEP = ("pipeline", "demo", "submit")
+NOT_A_STEP = ("pipeline", "demo", "submit", "papers")
 
 
 @dataclass

@@ -74,13 +74,13 @@ def class_centres(emb, labels) -> tuple[np.ndarray, np.ndarray]:
     return ids, check_embeddings(centres, "class centres")
 
 
-def _per_class_mean(labels, n_rows: int, pair_mean: Callable[[np.ndarray], float],
-                    max_per_class: int | None, seed: int) -> float:
-    """Average over identities of ``pair_mean(rows)`` -- the mean distance over the pairs i < j
-    of (at most ``max_per_class``, drawn without replacement) rows of one identity."""
+def _per_class_means(labels, n_rows: int, pair_mean: Callable[[np.ndarray], float],
+                     max_per_class: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, means)``: per identity (sorted ids), ``pair_mean(rows)`` -- the mean distance over
+    the pairs i < j of (at most ``max_per_class``, drawn without replacement) rows of it."""
     if max_per_class is not None and max_per_class < 2:
         raise EvaluationError(f"max_per_class={max_per_class} must be >= 2 (or None)")
-    _, codes, counts = check_labels(labels, n_rows, min_identities=1)
+    ids, codes, counts = check_labels(labels, n_rows, min_identities=1)
     rng = np.random.default_rng(seed)
     order = np.argsort(codes, kind="stable")
     bounds = np.r_[0, np.cumsum(counts)]
@@ -90,13 +90,13 @@ def _per_class_mean(labels, n_rows: int, pair_mean: Callable[[np.ndarray], float
         if max_per_class is not None and len(rows) > max_per_class:
             rows = np.sort(rng.choice(rows, max_per_class, replace=False))
         means.append(pair_mean(rows))
-    return float(np.mean(means))
+    return ids, np.asarray(means, np.float64)
 
 
-def intra_class_diversity(emb, labels, max_per_class: int | None = 50, seed: int = 0) -> float:
-    """FR-space intra-class diversity: per identity, the mean of 1 - cos over its image pairs
-    (at most ``max_per_class`` images, subsampled with ``seed``), averaged over identities.
-    0 = every image of an identity embeds identically; 1 = orthogonal on average."""
+def intra_class_diversity_by_identity(emb, labels, max_per_class: int | None = 50,
+                                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, values)``: :func:`intra_class_diversity` of each identity (sorted ids), so that two
+    sets of the same identities can be compared identity by identity."""
     x = validate_embeddings(emb, "emb")  # each identity's rows are normalised when used
 
     def pair_mean(rows: np.ndarray) -> float:
@@ -104,7 +104,14 @@ def intra_class_diversity(emb, labels, max_per_class: int | None = 50, seed: int
         sims = unit @ unit.T
         return float(1.0 - sims[np.triu_indices(len(rows), 1)].mean())
 
-    return _per_class_mean(labels, len(x), pair_mean, max_per_class, seed)
+    return _per_class_means(labels, len(x), pair_mean, max_per_class, seed)
+
+
+def intra_class_diversity(emb, labels, max_per_class: int | None = 50, seed: int = 0) -> float:
+    """FR-space intra-class diversity: per identity, the mean of 1 - cos over its image pairs
+    (at most ``max_per_class`` images, subsampled with ``seed``), averaged over identities.
+    0 = every image of an identity embeds identically; 1 = orthogonal on average."""
+    return float(intra_class_diversity_by_identity(emb, labels, max_per_class, seed)[1].mean())
 
 
 def _image_rows(images, rows: np.ndarray) -> np.ndarray:
@@ -121,11 +128,12 @@ def _image_rows(images, rows: np.ndarray) -> np.ndarray:
     return flat
 
 
-def pixel_diversity(images, labels, max_per_class: int | None = 20, seed: int = 0) -> float:
-    """Pixel-space intra-class diversity: per identity, the mean over image pairs of the
-    root-mean-square pixel difference ||a - b||_2 / sqrt(P) of images scaled to [0, 1] (uint8 /
-    255; P = H x W x C values), averaged over identities; in [0, 1] and independent of the
-    resolution. A simple SSIM-free metric. ``images`` (N, H, W[, C]) array-like, indexed one
+def pixel_diversity_by_identity(images, labels, max_per_class: int | None = 20,
+                                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, values)``: pixel-space intra-class diversity of each identity (sorted ids): the
+    mean over its image pairs of the root-mean-square pixel difference ||a - b||_2 / sqrt(P) of
+    images scaled to [0, 1] (uint8 / 255; P = H x W x C values); in [0, 1] and independent of
+    the resolution. A simple SSIM-free metric. ``images`` (N, H, W[, C]) array-like, indexed one
     identity at a time; at most ``max_per_class`` images per identity (subsampled with ``seed``).
     Cost per identity ~ m^2 / 2 x P."""
     images = images if hasattr(images, "shape") else np.asarray(images)
@@ -137,7 +145,13 @@ def pixel_diversity(images, labels, max_per_class: int | None = 20, seed: int = 
                  for i in range(len(rows) - 1)]
         return float(np.concatenate(dists).mean())
 
-    return _per_class_mean(labels, n, pair_mean, max_per_class, seed)
+    return _per_class_means(labels, n, pair_mean, max_per_class, seed)
+
+
+def pixel_diversity(images, labels, max_per_class: int | None = 20, seed: int = 0) -> float:
+    """Pixel-space intra-class diversity: :func:`pixel_diversity_by_identity` averaged over
+    identities; in [0, 1] and independent of the resolution."""
+    return float(pixel_diversity_by_identity(images, labels, max_per_class, seed)[1].mean())
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,5 +226,6 @@ def leakage(synthetic_centres, real_centres, tau_leak: float) -> LeakageResult:
 
 __all__ = [
     "LeakageResult", "UniquenessResult", "class_centres", "consistency", "identity_consistency",
-    "intra_class_diversity", "leakage", "pixel_diversity", "uniqueness",
+    "intra_class_diversity", "intra_class_diversity_by_identity", "leakage", "pixel_diversity",
+    "pixel_diversity_by_identity", "uniqueness",
 ]

@@ -57,6 +57,20 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def per_identity(fr_ids, fr_div, px_ids, px_div, inp: EvaluationInputs) -> dict[str, dict[str, float]]:
+    """Each identity's own figures, keyed by its label (as text): FR-space and pixel-space
+    intra-class diversity and, for generated sets, the mean ``fr_cosine`` of its images, so that
+    two sets of the same identities (e.g. two samplers on one plan) can be compared identity by
+    identity, with an interval (``synthface papers`` does)."""
+    out = {"diversity_fr": dict(zip(map(str, fr_ids.tolist()), fr_div.tolist())),
+           "diversity_pixel": dict(zip(map(str, px_ids.tolist()), px_div.tolist()))}
+    if inp.fr_cosine is not None:
+        ids, codes = np.unique(inp.labels, return_inverse=True)
+        sums = np.bincount(codes.ravel(), weights=np.asarray(inp.fr_cosine, np.float64), minlength=len(ids))
+        out["consistency"] = dict(zip(map(str, ids.tolist()), (sums / np.bincount(codes.ravel())).tolist()))
+    return out
+
+
 def compute_metrics(inp: EvaluationInputs, cfg) -> tuple[dict[str, Any], Any]:
     """Every metric of the suite (``cfg``: :class:`synthface_ray.evaluate.config.Config`); returns the metrics
     dict and the separability result (for the histogram)."""
@@ -74,11 +88,11 @@ def compute_metrics(inp: EvaluationInputs, cfg) -> tuple[dict[str, Any], Any]:
         pairs, same = make_pairs(inp.labels, v.genuine, v.impostor, v.seed)
         out["verification"] = asdict(verify(cosine_scores(inp.embeddings, pairs), same, v.folds))
     d = cfg.diversity
-    out["diversity"] = {
-        "fr": diversity.intra_class_diversity(inp.embeddings, inp.labels, d.max_per_class, d.seed),
-        "pixel": diversity.pixel_diversity(inp.pixels, inp.pixel_labels, d.pixel_max_per_class, d.seed),
-        "pixel_identities": int(len(np.unique(inp.pixel_labels))),
-    }
+    fr_ids, fr_div = diversity.intra_class_diversity_by_identity(inp.embeddings, inp.labels, d.max_per_class, d.seed)
+    px_ids, px_div = diversity.pixel_diversity_by_identity(inp.pixels, inp.pixel_labels, d.pixel_max_per_class, d.seed)
+    out["diversity"] = {"fr": float(fr_div.mean()), "pixel": float(px_div.mean()),
+                        "pixel_identities": int(len(px_ids))}
+    out["per_identity"] = per_identity(fr_ids, fr_div, px_ids, px_div, inp)
     if inp.fr_cosine is not None:
         out["identity_consistency"] = diversity.identity_consistency(inp.fr_cosine)
     _, centres = diversity.class_centres(inp.embeddings, inp.labels)

@@ -55,6 +55,11 @@ def test_report_folder_and_metrics(tmp_path, fr_model, capsys):
     assert m["identity_consistency"] == pytest.approx(0.5, abs=1e-6)
     assert m["leakage"]["total"] == 6 and m["uniqueness"]["total"] == 6
     assert 0 < m["diversity"]["pixel"] < 1 and 0 <= m["diversity"]["fr"] <= 2
+    per = m["per_identity"]  # each identity's own figures, keyed by label; their means are the totals
+    assert len(per["diversity_fr"]) == len(per["consistency"]) == 6
+    assert np.mean(list(per["diversity_fr"].values())) == pytest.approx(m["diversity"]["fr"])
+    assert np.mean(list(per["diversity_pixel"].values())) == pytest.approx(m["diversity"]["pixel"])
+    assert np.mean(list(per["consistency"].values())) == pytest.approx(0.5, abs=1e-6)  # 4 images each
     text = (out / "report.md").read_text()
     assert "EER" in text and "identity consistency: mean fr_cosine 0.5000" in text
     assert "report:" in capsys.readouterr().out

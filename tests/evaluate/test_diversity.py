@@ -39,6 +39,17 @@ def test_intra_class_diversity_known_answer():
     assert div.intra_class_diversity(emb[:5], labels[:5]) == pytest.approx(0.5)
 
 
+def test_diversity_by_identity_is_each_identity_s_own_value_and_averages_to_the_total():
+    emb = np.array([E[0], E[1], E[2], E[2], E[2], E[0], -E[0]])
+    labels = np.array(["a", "a", "b", "b", "b", "c", "c"])
+    ids, values = div.intra_class_diversity_by_identity(emb, labels)
+    assert ids.tolist() == ["a", "b", "c"] and values == pytest.approx([1, 0, 2])
+    assert values.mean() == pytest.approx(div.intra_class_diversity(emb, labels))
+    black, white = np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)
+    ids, values = div.pixel_diversity_by_identity(np.stack([black, white, black, black]), np.array([7, 7, 3, 3]))
+    assert ids.tolist() == [3, 7] and values == pytest.approx([0, 1])
+
+
 def test_intra_class_diversity_cap_subsamples_reproducibly():
     rng = np.random.default_rng(0)
     emb, labels = rng.standard_normal((300, 8)), np.repeat([0, 1, 2], 100)
