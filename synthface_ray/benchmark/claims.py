@@ -19,6 +19,7 @@ the interval lies wholly on the worse side). Pure: no Ray, no models.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -84,7 +85,8 @@ class Comparison:
 @dataclass
 class ClaimSection:
     """One paper's claim: its ``number`` in the suite, the ``paper``, the ``statement`` tested,
-    the ``protocol`` (what was run, in words), where the evidence lies (``benchmark``: a benchmark
+    the ``protocol`` (what was run, in words), ``evidence`` (the pipeline file whose steps make
+    the evidence; claims may share one), where the evidence lies (``benchmark``: a benchmark
     output folder holding results.parquet; ``evaluations``: arm -> evaluate report folder holding
     metrics.json; ``{root}`` allowed) and the ``comparisons``."""
 
@@ -92,14 +94,22 @@ class ClaimSection:
     paper: str = ""
     statement: str = ""
     protocol: str = ""
+    evidence: str = ""
     benchmark: str = ""
     test_set: str | None = None
     evaluations: dict[str, str] = field(default_factory=dict)
     comparisons: list[Comparison] = field(default_factory=list)
 
+    def resolved(self, root: str) -> ClaimSection:
+        """A copy with ``{root}`` replaced in the evidence locations."""
+        r = root.rstrip("/")
+        return dataclasses.replace(self, benchmark=self.benchmark.replace("{root}", r),
+                                   evaluations={a: p.replace("{root}", r) for a, p in self.evaluations.items()})
+
     def __post_init__(self) -> None:
-        if self.number < 1 or not self.statement or not self.paper:
-            raise ConfigError("claim: number (>= 1), paper and statement are required")
+        if self.number < 1 or not self.statement or not self.paper or not self.evidence:
+            raise ConfigError("claims[]: number (>= 1), paper, statement and evidence (a pipeline file) "
+                              "are required")
         if not self.comparisons:
             raise ConfigError(f"claim {self.number}: comparisons is empty: name at least one "
                               "(arm, than, metric, expect)")

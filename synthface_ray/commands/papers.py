@@ -1,15 +1,16 @@
 """``synthface papers --config jobs/papers/suite.yaml``: the method papers' central claims,
 reproduced on the embedded data and judged by measurement (``make papers``, docs/PAPERS.md).
 
-The suite is an upstream pipeline (the data, FR model and generator every claim starts from) and
-one file per claim: the claim's statement, the comparisons that test it (arm, than, metric, what
-the paper expects) and the pipeline steps that produce the evidence (generate each arm's set,
-``evaluate`` it, ``benchmark`` the arms). Every step of every file is loaded and checked before
-the first one runs; a step whose ``done`` marker exists is reused and a benchmark re-runs only the
-trials it lacks, so the suite resumes, and ``papers.only`` splits it into parts that fit a
-session. The report (``papers.report``) is written last from whatever evidence exists, each
-claim judged holds / does not hold / within noise with its effect size and 95% interval
-(``synthface_ray.benchmark.claims``); claims not run yet are listed as such."""
+The suite is an upstream pipeline (the data, FR model and generator every claim starts from), a
+few evidence pipelines (each generates its arms' sets, ``evaluate``s them and ``benchmark``s the
+arms; plain ``synthface pipeline`` files, so each also runs alone) and the claims: each a
+statement, the evidence pipeline it needs and the comparisons that test it (arm, than, metric,
+what the paper expects). Every step of every file is loaded and checked before the first one
+runs; a step whose ``done`` marker exists is reused and a benchmark re-runs only the trials it
+lacks, so the suite resumes, and ``papers.only`` runs the evidence of some claims (a part that
+fits a session). The report (``papers.report``) is written last from whatever evidence exists,
+each claim judged holds / does not hold / within noise with its effect size and 95% interval
+(``synthface_ray.benchmark.claims``); claims without evidence yet are listed as not run."""
 
 from __future__ import annotations
 
@@ -37,21 +38,32 @@ TIMINGS = "papers_timings.json"
 
 @dataclass
 class PapersSection:
-    """``root``: every output goes under it (substituted for ``{root}`` in the files);
-    ``upstream``: a pipeline file (``synthface pipeline`` runs it alone too); ``claims``: the claim
-    files, in report order; ``only``: the claim numbers to run now (empty = all; the report still
-    covers every claim, from what exists); ``run``: false = only write the report; ``overrides``:
-    command -> ``--set`` items appended to every step of that command (e.g. a smaller benchmark);
-    ``report``: the Markdown report (local); ``plots``: its folder of figures (local)."""
+    """``root``: every output goes under it (substituted for ``{root}``); ``upstream``: a pipeline
+    file run first; ``claims``: the claims, in report order, each naming its ``evidence`` pipeline
+    file; ``only``: the claim numbers whose evidence to run now (empty = all; the report still
+    covers every claim, from what exists); ``run``: false = only write the report;
+    ``overrides``: command -> ``--set`` items appended to every step of that command (e.g. a
+    smaller benchmark); ``report``: the Markdown report (local); ``plots``: its figures (local)."""
 
     root: str = "runs/papers"
     upstream: str = "jobs/papers/upstream.yaml"
-    claims: list[str] = field(default_factory=list)
+    claims: list[ClaimSection] = field(default_factory=list)
     only: list[int] = field(default_factory=list)
     run: bool = True
     overrides: dict[str, list[str]] = field(default_factory=dict)
     report: str = "docs/PAPERS.md"
     plots: str = "docs/papers"
+
+    def __post_init__(self) -> None:
+        numbers = [c.number for c in self.claims]
+        if len(set(numbers)) != len(numbers):
+            raise config.ConfigError(f"papers.claims: claim numbers repeat ({numbers})")
+        missing = set(self.only) - set(numbers)
+        if missing:
+            raise config.ConfigError(f"papers.only names claim(s) {sorted(missing)}; the suite has {numbers}")
+        unknown = set(self.overrides) - set(catalog.COMMANDS)
+        if unknown:
+            raise config.ConfigError(f"papers.overrides names unknown command(s) {sorted(unknown)}")
 
 
 @dataclass
@@ -60,58 +72,27 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
 
 
-@dataclass
-class ClaimFile:
-    """One claim file: ``claim`` (what is tested and judged) and ``steps`` (what produces the
-    evidence, as ``synthface pipeline`` steps)."""
-
-    claim: ClaimSection | None = None
-    steps: list[Step] = field(default_factory=list)
-
-
-def load_claim(path: str, root: str) -> ClaimFile:
-    """A claim file with ``{root}`` replaced in its evidence paths; errors name the file."""
+def _pipeline_steps(path: str, p: PapersSection) -> list[tuple[Step, Any]]:
+    """A pipeline file's steps under ``papers.root``, with the overrides, every config checked."""
     try:
-        raw = config.read_yaml(path)
-        claim = config.from_dict(ClaimFile, raw)
+        raw = config.load(pipeline.Config, path, [f"pipeline.root={p.root}"]).pipeline.steps
+        steps = [Step(s.command, s.config, [*s.set, *p.overrides.get(s.command, [])], s.done) for s in raw]
+        return pipeline.load_steps(steps, p.root)
     except config.ConfigError as exc:
         raise config.ConfigError(f"{path}: {exc}") from exc
-    if claim.claim is None:
-        raise config.ConfigError(f"{path} has no claim section (number, paper, statement, comparisons)")
-    c = claim.claim
-    c.benchmark = c.benchmark.replace("{root}", root.rstrip("/"))
-    c.evaluations = {arm: p.replace("{root}", root.rstrip("/")) for arm, p in c.evaluations.items()}
-    return claim
 
 
-def _with_overrides(steps: list[Step], overrides: dict[str, list[str]]) -> list[Step]:
-    return [Step(s.command, s.config, [*s.set, *overrides.get(s.command, [])], s.done) for s in steps]
-
-
-def load_suite(p: PapersSection) -> tuple[list[tuple[Step, Any]], list[tuple[ClaimFile, list]]]:
-    """The upstream's steps and each claim with its steps, every step's config loaded and checked."""
-    unknown = set(p.overrides) - set(catalog.COMMANDS)
-    if unknown:
-        raise config.ConfigError(f"papers.overrides names unknown command(s) {sorted(unknown)}")
+def load_suite(p: PapersSection) -> tuple[list[tuple[Step, Any]], dict[str, list[tuple[Step, Any]]]]:
+    """The upstream's steps and each evidence pipeline's (by file), every step's config checked."""
     if not p.claims:
-        raise config.ConfigError("papers.claims is empty: list the claim files (jobs/papers/claim*.yaml)")
-    up = config.load(pipeline.Config, p.upstream, [f"pipeline.root={p.root}"])
-    upstream = pipeline.load_steps(_with_overrides(up.pipeline.steps, p.overrides), p.root)
-    claims = []
-    for path in p.claims:
-        claim = load_claim(path, p.root)
-        try:
-            steps = pipeline.load_steps(_with_overrides(claim.steps, p.overrides), p.root)
-        except config.ConfigError as exc:
-            raise config.ConfigError(f"{path}: {exc}") from exc
-        claims.append((claim, steps))
-    numbers = [c.claim.number for c, _ in claims]
-    if len(set(numbers)) != len(numbers):
-        raise config.ConfigError(f"papers.claims: claim numbers repeat ({numbers})")
-    missing = set(p.only) - set(numbers)
-    if missing:
-        raise config.ConfigError(f"papers.only names claim(s) {sorted(missing)}; the suite has {numbers}")
-    return upstream, claims
+        raise config.ConfigError("papers.claims is empty: list the claims (number, paper, statement, "
+                                 "evidence, comparisons)")
+    upstream = _pipeline_steps(p.upstream, p)
+    evidence = {}
+    for claim in p.claims:
+        if claim.evidence not in evidence:
+            evidence[claim.evidence] = _pipeline_steps(claim.evidence, p)
+    return upstream, evidence
 
 
 def _record(cfg: Config, key: str, timings: list[tuple[str, float]]) -> None:
@@ -122,13 +103,13 @@ def _record(cfg: Config, key: str, timings: list[tuple[str, float]]) -> None:
     storage.atomic_write_json(loc, done)
 
 
-def run_suite(cfg: Config, upstream, claims) -> None:
+def run_suite(cfg: Config, upstream, evidence) -> None:
+    """The upstream, then the evidence pipelines of the chosen claims (each once, in claim order)."""
     p = cfg.papers
-    chosen = [(c, s) for c, s in claims if not p.only or c.claim.number in p.only]
     _record(cfg, "upstream", pipeline.run_steps(upstream, cfg.storage, "papers upstream"))
-    for claim, steps in chosen:
-        key = f"claim {claim.claim.number}"
-        _record(cfg, key, pipeline.run_steps(steps, cfg.storage, f"papers {key}"))
+    chosen = [c.evidence for c in p.claims if not p.only or c.number in p.only]
+    for path in dict.fromkeys(chosen):
+        _record(cfg, path, pipeline.run_steps(evidence[path], cfg.storage, f"papers {path}"))
 
 
 def _read_text(cfg: Config):
@@ -147,13 +128,15 @@ def _benchmark_rows(cfg: Config, folder: str) -> list[dict[str, Any]] | None:
 
 def claim_section(cfg: Config, claim: ClaimSection, plots: Path, minutes: float | None) -> tuple[list[str], str]:
     """The report section of one claim and its verdict."""
+    claim = claim.resolved(cfg.papers.root)
     rows = _benchmark_rows(cfg, claim.benchmark)
     metrics = read_metrics(claim.evaluations, _read_text(cfg))
     outcomes = [outcome(c, rows, metrics, claim.test_set) for c in claim.comparisons]
     verdict = claim_verdict(outcomes)
     arms = list(dict.fromkeys([a for c in claim.comparisons for a in (c.than, c.arm)]))
     lines = [f"## Claim {claim.number} ({claim.paper}): {claim.statement}", "",
-             f"**Verdict: {verdict}.**" + (f" Wall time on this machine: {minutes:.0f} min." if minutes else ""),
+             f"**Verdict: {verdict}.** Evidence: `{claim.evidence}`"
+             + (f" ({minutes:.0f} min on this machine, shared by the claims that name it)." if minutes else "."),
              "", claim.protocol.strip(), "", *comparison_table(outcomes), "",
              *arm_table(arms, rows, metrics, claim.test_set), ""]
     lines += _figures(cfg, claim, rows, plots)
@@ -180,16 +163,14 @@ def _figures(cfg: Config, claim: ClaimSection, rows, plots: Path) -> list[str]:
     return [" ".join(out), ""] if out else []
 
 
-def write_report(cfg: Config, claims: list[tuple[ClaimFile, list]]) -> str:
+def write_report(cfg: Config) -> str:
     p = cfg.papers
     report, plots = Path(p.report), Path(p.plots)
     loc = storage.resolve(f"{p.root.rstrip('/')}/{TIMINGS}", cfg.storage)
     timings = storage.read_json(loc) if storage.exists(loc) else {}
     sections, summary = [], []
-    for claim, _ in claims:
-        c = claim.claim
-        minutes = timings.get(f"claim {c.number}", 0.0) / 60 or None
-        lines, verdict = claim_section(cfg, c, plots, minutes)
+    for c in p.claims:
+        lines, verdict = claim_section(cfg, c, plots, timings.get(c.evidence, 0.0) / 60 or None)
         sections += lines
         summary.append(f"| {c.number} | {c.paper} | {c.statement} | **{verdict}** |")
     up = timings.get("upstream", 0.0) / 60
@@ -197,6 +178,16 @@ def write_report(cfg: Config, claims: list[tuple[ClaimFile, list]]) -> str:
             "Generated by `make papers` (`synthface papers --config jobs/papers/suite.yaml`) from the "
             f"results under `{p.root}`; do not edit by hand. Upstream (data, FR model, generator): "
             f"{up:.0f} min on this machine.", "",
+            "Each claim is tested by comparisons of two arms on one metric. A comparison **holds** when the "
+            "95% interval of the paired difference (arm - than) lies wholly on the side the paper expects, "
+            "**does not hold** when it lies wholly on the other side, and is **within noise** otherwise; "
+            "*no worse* holds unless the interval lies wholly on the worse side. Benchmark metrics (FR "
+            "trained on each arm, verified on real people no model saw) are paired seed by seed; diversity "
+            "and consistency of the generated sets identity by identity; EER, FDR and Fréchet distance of a "
+            "generated set are one number per set and carry no interval (*noise unknown*). A claim holds "
+            "when all its comparisons hold, partly holds when the others are within noise, and does not "
+            "hold when any does not. A claim that does not reproduce here is a finding about this data and "
+            "these models, not a verdict on the paper.", "",
             "| # | paper | claim | verdict |", "|---|---|---|---|", *summary, ""]
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(head + sections).rstrip() + "\n", encoding="utf-8")
@@ -205,17 +196,17 @@ def write_report(cfg: Config, claims: list[tuple[ClaimFile, list]]) -> str:
 
 def run(cfg: Config, dry_run: bool = False) -> int:
     start = time.perf_counter()
-    upstream, claims = load_suite(cfg.papers)
+    upstream, evidence = load_suite(cfg.papers)
     if dry_run:
         print(f"# dry run of `synthface papers`: upstream {len(upstream)} steps, "
-              f"{len(claims)} claims under {cfg.papers.root}; nothing is written")
-        for claim, steps in claims:
-            print(f"claim {claim.claim.number} ({claim.claim.paper}): {len(steps)} steps, "
-                  f"{len(claim.claim.comparisons)} comparisons")
+              f"{len(cfg.papers.claims)} claims under {cfg.papers.root}; nothing is written")
+        for c in cfg.papers.claims:
+            print(f"claim {c.number} ({c.paper}): {len(c.comparisons)} comparisons; evidence {c.evidence} "
+                  f"({len(evidence[c.evidence])} steps)")
         return 0
     if cfg.papers.run:
-        run_suite(cfg, upstream, claims)
-    path = write_report(cfg, claims)
+        run_suite(cfg, upstream, evidence)
+    path = write_report(cfg)
     print(f"\n== papers: report written to {path} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
     print(json.dumps({"report": path}), flush=True)
     return 0

@@ -105,10 +105,10 @@ def test_bad_comparison(kwargs, message):
 def test_bad_claim():
     c = [Comparison("a", "b", "accuracy", "higher")]
     with pytest.raises(ConfigError, match="comparisons is empty"):
-        ClaimSection(1, "P", "S", comparisons=[])
+        ClaimSection(1, "P", "S", evidence="e.yaml", comparisons=[])
     with pytest.raises(ConfigError, match="needs claim.benchmark"):
-        ClaimSection(1, "P", "S", comparisons=c)
+        ClaimSection(1, "P", "S", evidence="e.yaml", comparisons=c)
     with pytest.raises(ConfigError, match=r"evaluate report of arm\(s\) \['b'\]"):
-        ClaimSection(1, "P", "S", evaluations={"a": "x"}, comparisons=[Comparison("a", "b", "fdr", "higher")])
+        ClaimSection(1, "P", "S", evidence="e.yaml", evaluations={"a": "x"}, comparisons=[Comparison("a", "b", "fdr", "higher")])
     with pytest.raises(ConfigError, match="number"):
-        ClaimSection(0, "P", "S", benchmark="x", comparisons=c)
+        ClaimSection(0, "P", "S", evidence="e.yaml", benchmark="x", comparisons=c)

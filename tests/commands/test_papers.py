@@ -22,48 +22,50 @@ def test_the_shipped_suite_loads_every_step(capsys):
     assert "upstream 8 steps" in out and "claim 4 (UIFace)" in out
 
 
-CLAIM = {"claim": {"number": 7, "paper": "P", "statement": "new beats base",
-                   "protocol": "two arms", "benchmark": "{root}/bench",
-                   "evaluations": {"base": "{root}/eval/base", "new": "{root}/eval/new"},
-                   "comparisons": [{"arm": "new", "than": "base", "metric": "accuracy", "expect": "higher"},
-                                   {"arm": "new", "than": "base", "metric": "diversity_fr", "expect": "higher"}]},
-         "steps": [{"command": "toyfaces", "set": ["output.path={root}/faces"], "done": "{root}/faces/manifest.json"}]}
+CLAIM = {"number": 7, "paper": "P", "statement": "new beats base", "protocol": "two arms",
+         "evidence": "EVIDENCE", "benchmark": "{root}/bench",
+         "evaluations": {"base": "{root}/eval/base", "new": "{root}/eval/new"},
+         "comparisons": [{"arm": "new", "than": "base", "metric": "accuracy", "expect": "higher"},
+                         {"arm": "new", "than": "base", "metric": "diversity_fr", "expect": "higher"}]}
+EVIDENCE = {"pipeline": {"steps": [{"command": "toyfaces", "set": ["output.path={root}/faces"],
+                                    "done": "{root}/faces/manifest.json"}]}}
 UPSTREAM = {"pipeline": {"steps": [{"command": "toyfaces", "set": ["output.path={root}/up"],
                                     "done": "{root}/up/manifest.json"}]}}
 
 
-def _suite(tmp_path, claim=CLAIM, **papers_section):
+def _suite(tmp_path, claims=None, evidence=EVIDENCE, **papers_section):
     (tmp_path / "up.yaml").write_text(yaml.safe_dump(UPSTREAM))
-    (tmp_path / "claim.yaml").write_text(yaml.safe_dump(claim))
-    section = {"root": str(tmp_path / "root"), "upstream": str(tmp_path / "up.yaml"),
-               "claims": [str(tmp_path / "claim.yaml")], "report": str(tmp_path / "docs/PAPERS.md"),
-               "plots": str(tmp_path / "docs/papers"), **papers_section}
+    (tmp_path / "evidence.yaml").write_text(yaml.safe_dump(evidence))
+    claims = [{**CLAIM, "evidence": str(tmp_path / "evidence.yaml")}] if claims is None else claims
+    section = {"root": str(tmp_path / "root"), "upstream": str(tmp_path / "up.yaml"), "claims": claims,
+               "report": str(tmp_path / "docs/PAPERS.md"), "plots": str(tmp_path / "docs/papers"), **papers_section}
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump({"papers": section}))
     return str(path)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"claims": []}, "papers.claims is empty"),
-    ({"only": [3]}, r"papers.only names claim\(s\) \[3\]; the suite has \[7\]"),
-    ({"overrides": {"trian-fr": ["a=1"]}}, r"unknown command\(s\) \['trian-fr'\]"),
-])
-def test_bad_suite_is_refused_before_anything_runs(tmp_path, change, message):
-    cfg = config.load(papers.Config, _suite(tmp_path, **change))
-    with pytest.raises(config.ConfigError, match=message):
+def test_bad_suite_is_refused_before_anything_runs(tmp_path):
+    cfg = config.load(papers.Config, _suite(tmp_path, claims=[]))
+    with pytest.raises(config.ConfigError, match="papers.claims is empty"):
         papers.run(cfg)
     assert not (tmp_path / "root").exists()
 
 
-@pytest.mark.parametrize(("claim", "message"), [
-    ({"steps": CLAIM["steps"]}, "has no claim section"),
-    ({**CLAIM, "steps": [{"command": "toyfaces", "set": ["toyfaces.identites=3"]}]}, r"claim.yaml: .*steps\[0\]"),
-    ({**CLAIM, "claim": {**CLAIM["claim"], "comparisons": [{"arm": "new", "than": "base", "metric": "fid"}]}},
-     r"claim.yaml: .*metric"),
+@pytest.mark.parametrize(("change", "message"), [
+    ({"only": [3]}, r"papers.only names claim\(s\) \[3\]; the suite has \[7\]"),
+    ({"overrides": {"trian-fr": ["a=1"]}}, r"unknown command\(s\) \['trian-fr'\]"),
+    ({"claims": [{**CLAIM, "comparisons": [{"arm": "new", "than": "base", "metric": "fid"}]}]}, "metric"),
+    ({"claims": [{**CLAIM, "evidence": ""}]}, "evidence"),
 ])
-def test_a_bad_claim_file_is_named(tmp_path, claim, message):
-    cfg = config.load(papers.Config, _suite(tmp_path, claim=claim))
+def test_bad_suite_config_is_named(tmp_path, change, message):
     with pytest.raises(config.ConfigError, match=message):
+        config.load(papers.Config, _suite(tmp_path, **change))
+
+
+def test_a_bad_evidence_step_is_named_with_its_file(tmp_path):
+    bad = {"pipeline": {"steps": [{"command": "toyfaces", "set": ["toyfaces.identites=3"]}]}}
+    cfg = config.load(papers.Config, _suite(tmp_path, evidence=bad))
+    with pytest.raises(config.ConfigError, match=r"evidence.yaml: .*steps\[0\]"):
         papers.run(cfg, dry_run=True)
 
 
@@ -96,3 +98,24 @@ def test_claims_without_evidence_are_listed_as_not_run(tmp_path):
     cfg = config.load(papers.Config, _suite(tmp_path, run=False))
     papers.run(cfg)
     assert "| 7 | P | new beats base | **not run** |" in (tmp_path / "docs/PAPERS.md").read_text()
+
+
+def test_only_runs_the_evidence_of_the_chosen_claims_and_a_rerun_reuses_it(tmp_path, capsys):
+    tiny = ["toyfaces.identities=3", "toyfaces.images_per_identity=2", "toyfaces.resolution=16",
+            "grid.enabled=false"]
+    other = {"pipeline": {"steps": [{"command": "toyfaces", "set": ["output.path={root}/other"],
+                                     "done": "{root}/other/manifest.json"}]}}
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    claims = [{**CLAIM, "evidence": str(tmp_path / "evidence.yaml")},
+              {**CLAIM, "number": 8, "evidence": str(tmp_path / "other.yaml")}]
+    cfg = config.load(papers.Config, _suite(tmp_path, claims=claims, only=[7], overrides={"toyfaces": tiny}))
+    assert papers.run(cfg) == 0
+    root = tmp_path / "root"
+    assert (root / "up" / "manifest.json").exists() and (root / "faces" / "manifest.json").exists()
+    assert not (root / "other").exists()
+    timings = json.loads((root / papers.TIMINGS).read_text())
+    assert set(timings) == {"upstream", str(tmp_path / "evidence.yaml")}
+    capsys.readouterr()
+    assert papers.run(cfg) == 0
+    assert capsys.readouterr().out.count("complete, reused") == 2
+    assert "| 8 | P | new beats base | **not run** |" in (tmp_path / "docs/PAPERS.md").read_text()
