@@ -20,17 +20,17 @@
 #                              sampled on 90 new PCA-Gaussian people of their centres (16 per identity / mix)
 #   merge                      real + synthetic with and without train-fr's data.same_identity merge
 #   aug                        FR trained with RandAugment (4, 16) on real and on syn-3000
-# Fourth round (about 13 min more): gen3000's 1120 images, plain conditional sampling with DDPM 30 steps.
+# Fourth round (about 13 min more): gen3000's 1120 images, CFG w = 1, no negative, DDPM 30 steps.
 # Fifth round (about 1 h 55 min more): the class generator 4x wider (block_out_channels 32/64/128, 3.9M
-#   parameters; 49 min) and with ScoreAug (omega to the net; 29 min), each 3000 steps, sampled plain (CFG 1,
-#   no negative, DDIM 10) on the same 1120-image plan; benchmarked in b1120.
+#   parameters; 49 min) and with ScoreAug (omega to the net; 29 min), each 3000 steps, sampled at CFG w = 1 (guided: W = 2P - E),
+#   no negative, DDIM 10, on the same 1120-image plan; benchmarked in b1120.
 # Sixth round (about 40 min more, benchmark only): FR trained on the best set (s3000-16-cfg1-noneg) with
 #   CosFace instead of ArcFace, with mild RandAugment (2 ops, magnitude 9), and for 600 steps instead of 300;
 #   arms of b1120.
 # Third round (about 1 h 10 min more): gen3000's 1120-image sets sampled at CFG 1, with DDPM 30 steps,
 #   at CFG 1 without the AdaptDiff negative, without mixes (54 people x 21), and "wide": all 100
 #   class centres + 40 mixes x 8 images (140 classes) at CFG 1; benchmarked in b1120; and emb3000's new
-#   people sampled the same plain way (CFG 1, no negative), benchmarked in ablation
+#   people sampled the same way (CFG w = 1, no negative), benchmarked in ablation
 # Benchmarks: $ROOT/benchmark/ablation (280-image arms), $ROOT/benchmark/b1120 (1120-image arms) and
 # $ROOT/benchmark/merge and $ROOT/benchmark/aug.
 # Finished steps are reused on a re-run (every command here resumes or skips complete outputs).
@@ -129,10 +129,10 @@ done_or "$ROOT/plan-wide-8.parquet" $SF plan --config $D/plan.yaml --set input.i
 generate s3000-wide-8-cfg1 gen3000 $ROOT/centres.parquet $ROOT/plan-wide-8.parquet --set sampler.cfg_scale=1.0
 generate emb-new-plain emb3000 $ROOT/new_ids.parquet $ROOT/plan-new-4.parquet \
   --set sampler.cfg_scale=1.0 --set sampler.negative.w_max=0.0
-# fourth round: plain conditional sampling with DDPM 30 steps (the two third-round gains together)
+# fourth round: CFG w = 1 without the negative, DDPM 30 steps (the two third-round gains together)
 generate s3000-16-plain-ddpm30 gen3000 $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet \
   --set sampler.cfg_scale=1.0 --set sampler.negative.w_max=0.0 --set sampler.solver=ddpm --set sampler.steps=30
-# fifth round: the wider and the ScoreAug generator, sampled plain
+# fifth round: the wider and the ScoreAug generator, sampled at CFG w = 1, no negative
 generate s-wide-16-plain gen-wide $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet \
   --set sampler.cfg_scale=1.0 --set sampler.negative.w_max=0.0
 generate s-scoreaug-16-plain gen-scoreaug $ROOT/class_ids.parquet $ROOT/plan-class-16.parquet \
