@@ -46,6 +46,15 @@ COMMANDS: dict[str, Command] = {
   synthface import --format folders --from imgs/ --out runs/faces --set input.resolution=32 --set input.strict=true""",
         shortcuts={"--format": "input.format", "--from": "input.path", "--out": "output.path"},
     ),
+    "combine": Command(
+        module="synthface_ray.commands.combine",
+        help="combine faces datasets into one (e.g. real + synthetic for CASD / SDA generator training), "
+             "each input's identities numbered apart and its source label set",
+        examples="""\
+  synthface combine --set 'combine.inputs=[{path: runs/toyfaces, source: 0}, {path: runs/generated/demo, source: 1}]' --out runs/real+syn
+  synthface combine --config jobs/combine.yaml --dry-run        # the label offsets and columns, nothing written""",
+        shortcuts={"--out": "output.path"},
+    ),
     "export": Command(
         module="synthface_ray.commands.exporting",
         help="export a faces table as image folders or insightface RecordIO (train.rec + train.idx); "
