@@ -88,7 +88,8 @@ class ClaimSection:
     the ``protocol`` (what was run, in words), ``evidence`` (the pipeline file whose steps make
     the evidence; claims may share one), where the evidence lies (``benchmark``: a benchmark
     output folder holding results.parquet; ``evaluations``: arm -> evaluate report folder holding
-    metrics.json; ``{root}`` allowed) and the ``comparisons``."""
+    metrics.json; ``{root}`` allowed), the ``comparisons`` and ``also``: arms shown beside them in
+    the report's table without a comparison (e.g. a setting that is not the paper's)."""
 
     number: int = 0
     paper: str = ""
@@ -99,6 +100,7 @@ class ClaimSection:
     test_set: str | None = None
     evaluations: dict[str, str] = field(default_factory=dict)
     comparisons: list[Comparison] = field(default_factory=list)
+    also: list[str] = field(default_factory=list)
 
     def resolved(self, root: str) -> ClaimSection:
         """A copy with ``{root}`` replaced in the evidence locations."""

@@ -133,7 +133,7 @@ def claim_section(cfg: Config, claim: ClaimSection, plots: Path, minutes: float 
     metrics = read_metrics(claim.evaluations, _read_text(cfg))
     outcomes = [outcome(c, rows, metrics, claim.test_set) for c in claim.comparisons]
     verdict = claim_verdict(outcomes)
-    arms = list(dict.fromkeys([a for c in claim.comparisons for a in (c.than, c.arm)]))
+    arms = list(dict.fromkeys([a for c in claim.comparisons for a in (c.than, c.arm)] + claim.also))
     lines = [f"## Claim {claim.number} ({claim.paper}): {claim.statement}", "",
              f"**Verdict: {verdict}.** Evidence: `{claim.evidence}`"
              + (f" ({minutes:.0f} min on this machine, shared by the claims that name it)." if minutes else "."),

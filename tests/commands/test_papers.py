@@ -119,3 +119,12 @@ def test_only_runs_the_evidence_of_the_chosen_claims_and_a_rerun_reuses_it(tmp_p
     assert papers.run(cfg) == 0
     assert capsys.readouterr().out.count("complete, reused") == 2
     assert "| 8 | P | new beats base | **not run** |" in (tmp_path / "docs/PAPERS.md").read_text()
+
+
+def test_arms_named_in_also_are_shown_without_a_comparison(tmp_path):
+    _evidence(tmp_path / "root")
+    claims = [{**CLAIM, "evidence": str(tmp_path / "evidence.yaml"), "also": ["base-old"]}]
+    cfg = config.load(papers.Config, _suite(tmp_path, claims=claims, run=False))
+    papers.run(cfg)
+    text = (tmp_path / "docs/PAPERS.md").read_text()
+    assert "| base-old | - | - |" in text and "base-old higher" not in text
