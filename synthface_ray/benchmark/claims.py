@@ -158,15 +158,20 @@ def judge(diff: Interval, expect: str, better: int) -> str:
 
 def claim_verdict(outcomes: list[Outcome]) -> str:
     """The claim as a whole: holds when every comparison holds, does not hold when any fails,
-    partly holds when some hold and the rest are within noise, else within noise."""
-    words = [o.verdict for o in outcomes]
-    if not words or "not run" in words:
+    partly holds when some hold and the rest are within noise, else within noise; comparisons
+    without evidence yet are left out and counted ("... so far (n of m comparisons not run yet)")."""
+    everything = [o.verdict for o in outcomes]
+    words = [w for w in everything if w != "not run"]
+    if not words:
         return "not run"
+    pending = len(everything) - len(words)
     if FAILS in words:
-        return FAILS
-    if all(w == HOLDS for w in words):
-        return HOLDS
-    return "partly holds" if HOLDS in words else NOISE if NOISE in words else UNKNOWN
+        word = FAILS
+    elif all(w == HOLDS for w in words):
+        word = HOLDS
+    else:
+        word = "partly holds" if HOLDS in words else NOISE if NOISE in words else UNKNOWN
+    return word + (f" so far ({pending} of {len(everything)} comparisons not run yet)" if pending else "")
 
 
 def _dig(metrics: Mapping[str, Any], key: tuple[str, ...], where: str) -> Any:

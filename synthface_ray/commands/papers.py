@@ -186,7 +186,8 @@ def write_report(cfg: Config) -> str:
             "and consistency of the generated sets identity by identity; EER, FDR and Fréchet distance of a "
             "generated set are one number per set and carry no interval (*noise unknown*). A claim holds "
             "when all its comparisons hold, partly holds when the others are within noise, and does not "
-            "hold when any does not. A claim that does not reproduce here is a finding about this data and "
+            "hold when any does not; comparisons whose runs have not happened yet are left out and "
+            "counted (*so far*). A claim that does not reproduce here is a finding about this data and "
             "these models, not a verdict on the paper.", "",
             "| # | paper | claim | verdict |", "|---|---|---|---|", *summary, ""]
     report.parent.mkdir(parents=True, exist_ok=True)
