@@ -95,21 +95,25 @@ def load_suite(p: PapersSection) -> tuple[list[tuple[Step, Any]], dict[str, list
     return upstream, evidence
 
 
-def _record(cfg: Config, key: str, timings: list[tuple[str, float]]) -> None:
-    """Add the seconds of the steps that ran now to ``{root}/papers_timings.json`` (per claim)."""
+def _recorder(cfg: Config, key: str):
+    """A ``run_steps`` callback adding each finished step's seconds to ``{root}/papers_timings.json``
+    under ``key`` (the upstream or an evidence file), at once: a stopped run keeps what finished."""
     loc = storage.resolve(f"{cfg.papers.root.rstrip('/')}/{TIMINGS}", cfg.storage)
-    done = storage.read_json(loc) if storage.exists(loc) else {}
-    done[key] = done.get(key, 0.0) + sum(t for _, t in timings)
-    storage.atomic_write_json(loc, done)
+
+    def record(command: str, seconds: float) -> None:
+        done = storage.read_json(loc) if storage.exists(loc) else {}
+        done[key] = done.get(key, 0.0) + seconds
+        storage.atomic_write_json(loc, done)
+    return record
 
 
 def run_suite(cfg: Config, upstream, evidence) -> None:
     """The upstream, then the evidence pipelines of the chosen claims (each once, in claim order)."""
     p = cfg.papers
-    _record(cfg, "upstream", pipeline.run_steps(upstream, cfg.storage, "papers upstream"))
+    pipeline.run_steps(upstream, cfg.storage, "papers upstream", _recorder(cfg, "upstream"))
     chosen = [c.evidence for c in p.claims if not p.only or c.number in p.only]
     for path in dict.fromkeys(chosen):
-        _record(cfg, path, pipeline.run_steps(evidence[path], cfg.storage, f"papers {path}"))
+        pipeline.run_steps(evidence[path], cfg.storage, f"papers {path}", _recorder(cfg, path))
 
 
 def _read_text(cfg: Config):

@@ -8,6 +8,7 @@ same runner."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from synthface_ray import config, storage
@@ -70,8 +71,11 @@ def load_steps(steps: list[Step], root: str) -> list[tuple[Step, object]]:
     return out
 
 
-def run_steps(loaded: list[tuple[Step, object]], store: StorageConfig | None, title: str) -> list[tuple[str, float]]:
-    """Run the steps in order, skipping those whose ``done`` marker exists; (command, seconds)."""
+def run_steps(loaded: list[tuple[Step, object]], store: StorageConfig | None, title: str,
+              on_step: Callable[[str, float], None] | None = None) -> list[tuple[str, float]]:
+    """Run the steps in order, skipping those whose ``done`` marker exists; (command, seconds).
+    ``on_step(command, seconds)`` is called as each step finishes, so a caller can keep the time
+    of the finished steps of a run that later fails or is stopped."""
 
     start, timings = time.perf_counter(), []
     for i, (step, cfg) in enumerate(loaded, 1):
@@ -86,6 +90,8 @@ def run_steps(loaded: list[tuple[Step, object]], store: StorageConfig | None, ti
             raise RuntimeError(f"{title} step {i} ({step.command}) failed with exit code {code}; "
                                f"fix it and re-run: finished steps are reused")
         timings.append((step.command, time.perf_counter() - t0))
+        if on_step:
+            on_step(*timings[-1])
     return timings
 
 

@@ -128,3 +128,16 @@ def test_arms_named_in_also_are_shown_without_a_comparison(tmp_path):
     papers.run(cfg)
     text = (tmp_path / "docs/PAPERS.md").read_text()
     assert "| base-old | - | - |" in text and "base-old higher" not in text
+
+
+def test_a_failed_evidence_pipeline_keeps_the_time_of_its_finished_steps(tmp_path):
+    tiny = ["toyfaces.identities=3", "toyfaces.images_per_identity=2", "toyfaces.resolution=16",
+            "grid.enabled=false"]
+    twice = {"pipeline": {"steps": [*EVIDENCE["pipeline"]["steps"],
+                                    {"command": "toyfaces", "set": ["output.path={root}/faces"]}]}}
+    cfg = config.load(papers.Config, _suite(tmp_path, evidence=twice, overrides={"toyfaces": tiny}))
+    with pytest.raises(Exception, match="already holds a complete dataset"):  # step 2 refuses step 1's output
+        papers.run(cfg)
+    timings = json.loads((tmp_path / "root" / papers.TIMINGS).read_text())
+    assert set(timings) == {"upstream", str(tmp_path / "evidence.yaml")}
+    assert timings[str(tmp_path / "evidence.yaml")] > 0
