@@ -10,7 +10,9 @@ other arm). Two kinds of evidence:
 - **evaluate metrics** of each arm's generated set (``synthface evaluate``'s ``metrics.json``):
   per identity (``diversity_fr``, ``diversity_pixel``, ``consistency``; two sets drawn on one plan
   share their identities, so they are paired identity by identity) or one number per set
-  (``generated_eer``, ``fdr``, ``frechet``: no interval, said so).
+  (``generated_eer``, ``fdr``, ``frechet``): paired by the identity bootstrap of ``evaluate``
+  (the same identities resampled in each replicate of both sets; the basic bootstrap interval of
+  the differences), or without an interval, said so, when the sets were not resampled alike.
 
 A comparison *holds* when its interval lies wholly on the side the paper expects, *does not hold*
 when it lies wholly on the other side, and is *within noise* otherwise (``no_worse`` holds unless
@@ -26,7 +28,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from synthface_ray.benchmark.stats import Interval, paired_difference, t_interval
+from synthface_ray.benchmark.stats import (
+    Interval,
+    bootstrap_difference,
+    paired_difference,
+    t_interval,
+)
 from synthface_ray.config import ConfigError, check_choice
 
 EXPECTATIONS = ("higher", "lower", "no_worse")
@@ -207,8 +214,24 @@ def outcome(c: Comparison, benchmark_rows: list[dict[str, Any]] | None, metrics:
     if m.source == "per_identity":
         diff = paired_difference(a, b)
         return Outcome(c, diff, _mean(a), _mean(b), f"{diff.n} identities")
-    diff = t_interval([float(a) - float(b)])
-    return Outcome(c, diff, float(a), float(b), "one set each")
+    paired = _paired_bootstrap(c.metric, metrics[c.arm], metrics[c.than])
+    if paired is None:
+        return Outcome(c, t_interval([float(a) - float(b)]), float(a), float(b), "one set each")
+    diff = bootstrap_difference(float(a), float(b), *paired)
+    return Outcome(c, diff, float(a), float(b), f"{diff.n} identities resampled ({len(paired[0])} replicates)")
+
+
+def _paired_bootstrap(metric: str, arm: Mapping[str, Any], than: Mapping[str, Any]
+                      ) -> tuple[list[float], list[float], int] | None:
+    """Both sets' bootstrap replicates of a one-number metric and the identities resampled, when
+    they resampled the same identities replicate by replicate (same identities, replicates and
+    seed: ``synthface evaluate``'s ``bootstrap`` section); None otherwise."""
+    a, b = arm.get("bootstrap"), than.get("bootstrap")
+    if not a or not b or metric not in a or metric not in b:
+        return None
+    if any(a[k] != b[k] for k in ("identities_key", "replicates", "seed")):
+        return None
+    return a[metric], b[metric], int(a["identities"])
 
 
 def _mean(values: Mapping[Any, float]) -> float:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synthface_ray.evaluate.bootstrap import basic_interval
+
 LEVEL = 0.95
 
 
@@ -59,6 +61,20 @@ def paired_difference(arm: Mapping[int, float], reference: Mapping[int, float],
     if not seeds:
         raise ValueError("paired_difference: the two arms share no seed")
     return t_interval([arm[s] - reference[s] for s in seeds], level)
+
+
+def bootstrap_difference(arm: float, reference: float, arm_replicates: Sequence[float],
+                         reference_replicates: Sequence[float], n: int, level: float = LEVEL) -> Interval:
+    """The interval of ``arm - reference`` (two sets' one-number metrics) from their paired
+    bootstrap replicates (replicate r of both resampled the same identities): the basic bootstrap
+    interval of the replicate-wise differences (:func:`synthface_ray.evaluate.bootstrap.basic_interval`);
+    ``std`` their spread, ``n`` the identities resampled."""
+    a, b = (np.asarray(v, np.float64) for v in (arm_replicates, reference_replicates))
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"bootstrap_difference needs two equal 1-D replicate lists, got {a.shape} and {b.shape}")
+    d = float(arm - reference)
+    low, high = basic_interval(d, a - b, level)
+    return Interval(d, float((a - b).std(ddof=1)), low, high, int(n))
 
 
 def gap_closed(arm: float, floor: float, reference: float) -> float:

@@ -23,6 +23,7 @@ from synthface_ray.evaluate.config import Config
 from synthface_ray.evaluate.frechet import frechet_distance_of
 from synthface_ray.evaluate.report import (
     EvaluationInputs,
+    bootstrap_section,
     compute_metrics,
     first_per_label,
     write_report,
@@ -30,7 +31,7 @@ from synthface_ray.evaluate.report import (
 from synthface_ray.models.recognition.section import ModelSection
 from synthface_ray.progress import progress_bar
 
-__all__ = ["Config", "REPORT_MARKER", "collect", "frechet", "run"]
+__all__ = ["Config", "REPORT_MARKER", "bootstrap", "collect", "frechet", "frechet_features", "run"]
 
 REPORT_MARKER = "report.md"
 
@@ -65,27 +66,43 @@ def collect(cfg: Config, embedder):
                             np.concatenate(pixel_labels), fr_cos), report
 
 
-def frechet(cfg: Config, inputs, embedder) -> dict:
-    """``metrics["frechet"]``: the distance, what the features are, the image counts, and a
-    warning when a set has fewer images than feature dimensions (singular covariance estimates)."""
+def frechet_features(cfg: Config, inputs, embedder) -> tuple[np.ndarray, np.ndarray]:
+    """The data's Fréchet features row for row with ``inputs`` (its embeddings, or ``frechet.model``'s
+    embeddings of the same images) and the reference set's."""
     f = cfg.frechet
-    model = f.model or cfg.model.path
     if f.model:  # other features than the report's: embed the data again with that model
         embedder = ModelSection(f.model, cfg.model.device, cfg.model.batch_size).load()
-        data, _ = embed_faces(embedder, cfg.data.path, cfg.storage, cfg.model.batch_size,
-                              cfg.data.allow_incomplete, "data.allow_incomplete")
+        data, labels = embed_faces(embedder, cfg.data.path, cfg.storage, cfg.model.batch_size,
+                                   cfg.data.allow_incomplete, "data.allow_incomplete")
+        if not np.array_equal(labels, inputs.labels):
+            raise ConfigError(f"frechet.model={f.model} read other images of {cfg.data.path} than "
+                              "model.path did (the set changed during the run?): re-run the evaluation")
     else:
         data = inputs.embeddings
     ref, _ = embed_faces(embedder, f.reference, cfg.storage, cfg.model.batch_size, f.allow_incomplete,
                          "frechet.allow_incomplete")
+    return data, ref
+
+
+def frechet(cfg: Config, data: np.ndarray, ref: np.ndarray) -> dict:
+    """``metrics["frechet"]``: the distance, what the features are, the image counts, and a
+    warning when a set has fewer images than feature dimensions (singular covariance estimates)."""
     dim = data.shape[1]
-    out = {"distance": frechet_distance_of(data, ref), "reference": f.reference,
-           "features": f"{model} embeddings ({dim}-d, L2-normalised)", "images": int(len(data)),
-           "reference_images": int(len(ref))}
+    out = {"distance": frechet_distance_of(data, ref), "reference": cfg.frechet.reference,
+           "features": f"{cfg.frechet.model or cfg.model.path} embeddings ({dim}-d, L2-normalised)",
+           "images": int(len(data)), "reference_images": int(len(ref))}
     if min(len(data), len(ref)) <= dim:
         out["warning"] = (f"{min(len(data), len(ref))} images for {dim}-d features: the covariance estimates "
                           "are singular and the distance biased upward; compare only at equal image counts")
     return out
+
+
+def bootstrap(cfg: Config, inputs, features) -> dict | None:
+    """``metrics["bootstrap"]`` (see :func:`bootstrap_section`), with a progress bar."""
+    b = cfg.bootstrap
+    total = b.replicates * (2 if features is not None else 1)
+    with progress_bar(total, "bootstrap", unit="replicate") as bar:
+        return bootstrap_section(inputs, cfg, features, on_replicate=lambda: bar.update(1))
 
 
 def _check(cfg: Config) -> None:
@@ -106,15 +123,20 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     if dry_run:
         fd = ([f"Frechet distance to {cfg.frechet.reference} in the embeddings of "
                f"{cfg.frechet.model or cfg.model.path}"] if cfg.frechet.reference else [])
-        print_dry_run("evaluate", cfg, [f"embed {cfg.data.path} with {cfg.model.path}", *fd,
+        bs = ([f"{cfg.bootstrap.replicates} bootstrap replicates over the identities (EER, FDR"
+               + (", Fréchet distance)" if fd else ")")] if cfg.bootstrap.replicates else [])
+        print_dry_run("evaluate", cfg, [f"embed {cfg.data.path} with {cfg.model.path}", *fd, *bs,
                                         f"write report.md, metrics.json, histogram.png, det.png, grid.png, "
                                         f"config.yaml to {out.uri}"])
         return 0
     embedder = cfg.model.load()
     inputs, decoded = collect(cfg, embedder)
     metrics, sep = compute_metrics(inputs, cfg)
-    if cfg.frechet.reference:
-        metrics["frechet"] = frechet(cfg, inputs, embedder)
+    features = frechet_features(cfg, inputs, embedder) if cfg.frechet.reference else None
+    if features is not None:
+        metrics["frechet"] = frechet(cfg, *features)
+    if cfg.bootstrap.replicates and (b := bootstrap(cfg, inputs, features)):
+        metrics["bootstrap"] = b
     metrics["skipped_images"] = decoded.skipped
     metrics["skipped_rows"] = decoded.rows
     with tempfile.TemporaryDirectory(prefix="synthface-eval-") as tmp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from synthface_ray.config import check_range
+from synthface_ray.config import ConfigError, check_range
 from synthface_ray.models.recognition.section import ModelSection
 from synthface_ray.storage import FileOutput, StorageConfig
 
@@ -86,6 +86,25 @@ class FrechetSection:
 
 
 @dataclass
+class BootstrapSection:
+    """Intervals for the set's one-number metrics (EER and FDR of the generated set, Fréchet
+    distance): ``replicates`` resamplings of the separability section's identities (with
+    replacement, from ``seed``), ``impostor`` sampled impostor pairs each; 0 replicates = off.
+    Two sets of the same identities evaluated with the same replicates and seed are paired
+    replicate by replicate (``synthface papers`` reads them; see synthface_ray/evaluate/bootstrap.py)."""
+
+    replicates: int = 200
+    seed: int = 0
+    impostor: int = 20000
+
+    def __post_init__(self) -> None:
+        check_range("bootstrap.replicates", self.replicates, 0)
+        if self.replicates == 1:
+            raise ConfigError("bootstrap.replicates=1 gives no interval: use 0 (off) or >= 2 (e.g. 200)")
+        check_range("bootstrap.impostor", self.impostor, 1)
+
+
+@dataclass
 class GridSection:
     identities: int = 8
     images: int = 8
@@ -101,6 +120,7 @@ class Config:
     uniqueness: UniquenessSection = field(default_factory=UniquenessSection)
     leakage: LeakageSection = field(default_factory=LeakageSection)
     frechet: FrechetSection = field(default_factory=FrechetSection)
+    bootstrap: BootstrapSection = field(default_factory=BootstrapSection)
     grid: GridSection = field(default_factory=GridSection)
     output: FileOutput = field(default_factory=FileOutput)  # the report folder
     storage: StorageConfig = field(default_factory=StorageConfig)

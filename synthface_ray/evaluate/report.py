@@ -15,6 +15,7 @@ import numpy as np
 from synthface_ray.data.identities import read_identities
 from synthface_ray.data.transforms import to_grid
 from synthface_ray.evaluate import diversity
+from synthface_ray.evaluate.bootstrap import basic_interval, bootstrap_metrics
 from synthface_ray.evaluate.det import det_curve_png
 from synthface_ray.evaluate.histogram import score_histogram_png
 from synthface_ray.evaluate.separability import sample_identities, separability
@@ -71,13 +72,35 @@ def per_identity(fr_ids, fr_div, px_ids, px_div, inp: EvaluationInputs) -> dict[
     return out
 
 
-def compute_metrics(inp: EvaluationInputs, cfg) -> tuple[dict[str, Any], Any]:
-    """Every metric of the suite (``cfg``: :class:`synthface_ray.evaluate.config.Config`); returns the metrics
-    dict and the separability result (for the histogram)."""
-    s = cfg.separability
-    available = len(np.unique(inp.labels))  # "up to" this many identities: all when fewer
+def separability_rows(labels, s) -> np.ndarray:
+    """The rows the separability section ``s`` samples: up to ``s.identities`` identities x
+    ``s.images_per_identity`` images (all when there are fewer), from ``s.seed``."""
+    available = len(np.unique(labels))  # "up to" this many identities: all when fewer
     n = None if s.identities is None or s.identities >= available else s.identities
-    rows = sample_identities(inp.labels, n, s.images_per_identity, s.seed)
+    return sample_identities(labels, n, s.images_per_identity, s.seed)
+
+
+def bootstrap_section(inp: EvaluationInputs, cfg, frechet_features: tuple[np.ndarray, np.ndarray] | None,
+                      on_replicate=None) -> dict[str, Any] | None:
+    """``metrics["bootstrap"]``: replicates of EER, FDR and (given ``frechet_features`` = the
+    data's Fréchet features row for row, the reference's) the Fréchet distance, resampling the
+    identities of the separability rows (:mod:`synthface_ray.evaluate.bootstrap`); None when
+    off or when the set has fewer than 2 identities."""
+    b = cfg.bootstrap
+    rows = separability_rows(inp.labels, cfg.separability)
+    if not b.replicates or len(np.unique(inp.labels[rows])) < 2:
+        return None
+    fr = None if frechet_features is None else (frechet_features[0][rows], frechet_features[1])
+    return bootstrap_metrics(inp.embeddings[rows], inp.labels[rows], b.replicates, b.seed, b.impostor,
+                             fr, on_replicate)
+
+
+def compute_metrics(inp: EvaluationInputs, cfg) -> tuple[dict[str, Any], Any]:
+    """Every metric of the suite (``cfg``: :class:`synthface_ray.evaluate.config.Config`) but the
+    Fréchet distance and the bootstrap (the command adds them); returns the metrics dict and the
+    separability result (for the histogram)."""
+    s = cfg.separability
+    rows = separability_rows(inp.labels, s)
     sep = separability(inp.embeddings[rows], inp.labels[rows], impostor=s.impostor, seed=s.seed)
     out: dict[str, Any] = {"images": int(len(inp.labels)),
                            "identities": int(len(np.unique(inp.labels))),
@@ -106,6 +129,20 @@ def compute_metrics(inp: EvaluationInputs, cfg) -> tuple[dict[str, Any], Any]:
     return json.loads(json.dumps(out, default=_finite)), sep
 
 
+def _bootstrap_lines(metrics: dict[str, Any]) -> list[str]:
+    """The 95% intervals of the set's EER, FDR and Fréchet distance over its identities."""
+    b = metrics.get("bootstrap")
+    if not b:
+        return []
+    points = {"EER": ("generated_eer", metrics["separability"]["eer"]),
+              "FDR": ("fdr", float(metrics["separability"]["fdr"])),
+              "Fréchet distance": ("frechet", metrics.get("frechet", {}).get("distance"))}
+    parts = [f"{name} [{lo:.4f}, {hi:.4f}]" for name, (key, point) in points.items() if key in b
+             for lo, hi in [basic_interval(point, b[key])]]
+    return [f"95% intervals over the identities ({b['identities']} identities resampled, "
+            f"{b['replicates']} bootstrap replicates, basic interval): " + ", ".join(parts), ""]
+
+
 def report_markdown(metrics: dict[str, Any], data: str, model: str) -> str:
     """A human-readable summary of ``metrics``."""
     s = metrics["separability"]
@@ -123,6 +160,7 @@ def report_markdown(metrics: dict[str, Any], data: str, model: str) -> str:
         f"| {s['eer']:.4f} | {s['fmr100']:.4f} | {s['fmr1000']:.4f} | {s['genuine_mean']:.4f} +- "
         f"{s['genuine_std']:.4f} | {s['impostor_mean']:.4f} +- {s['impostor_std']:.4f} | "
         f"{float(s['fdr']):.3f} | {float(s['d_prime']):.3f} |", "",
+        *_bootstrap_lines(metrics),
         "![score histograms](histogram.png) ![DET curve](det.png)", "",
     ]
     if "verification" in metrics:
@@ -169,4 +207,5 @@ def write_report(folder: Path, metrics: dict[str, Any], sep, inp: EvaluationInpu
     (folder / "report.md").write_text(report_markdown(metrics, data, model), encoding="utf-8")
 
 
-__all__ = ["EvaluationInputs", "compute_metrics", "report_markdown", "write_report"]
+__all__ = ["EvaluationInputs", "bootstrap_section", "compute_metrics", "report_markdown",
+           "separability_rows", "write_report"]

@@ -425,7 +425,7 @@ def _block_codes(bounds: np.ndarray, b0: int, b1: int) -> np.ndarray:
     return np.repeat(np.arange(b1 - b0), np.diff(bounds[b0:b1 + 1]))
 
 
-def _genuine_scores(x: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+def genuine_scores(x: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """All within-identity pairs i < j of identity-sorted unit rows ``x`` (identity k owns rows
     bounds[k]:bounds[k+1]), identity by identity. Identities of equal size m are scored together
     as one (k, m, m) batch of Gram matrices, ``SAMPLE_CHUNK`` rows per batch at most."""
@@ -458,7 +458,7 @@ def _stream_impostors(x: np.ndarray, bounds: np.ndarray, block: int, bins: int) 
     return hist
 
 
-def _sample_impostors(x: np.ndarray, codes: np.ndarray, k: int, seed: int) -> np.ndarray:
+def sample_impostor_scores(x: np.ndarray, codes: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Scores of ``k`` cross-identity pairs drawn uniformly with replacement: ordered row pairs
     (a, b) uniform over all N^2, rejected when same-identity (each unordered cross pair is then
     equally likely), scored ``SAMPLE_CHUNK`` pairs at a time in order of a."""
@@ -514,13 +514,13 @@ def separability(embeddings, labels, impostor: str | int = "all", *, block_ident
     x = check_embeddings(embeddings, dtype=dtype, order=order)
     codes = codes[order]
     bounds = np.r_[0, np.cumsum(counts)]
-    genuine = _genuine_scores(x, bounds)
+    genuine = genuine_scores(x, bounds)
     if k is None:
         result = separability_from_histograms(
             ScoreHistogram.from_scores(genuine, bins),
             _stream_impostors(x, bounds, int(block_identities), int(bins)), genuine)
     else:
-        result = separability_from_scores(genuine, _sample_impostors(x, codes, k, seed), bins,
+        result = separability_from_scores(genuine, sample_impostor_scores(x, codes, k, seed), bins,
                                           mode="sampled")
     return replace(result, n_identities=len(ids))
 
@@ -528,6 +528,7 @@ def separability(embeddings, labels, impostor: str | int = "all", *, block_ident
 __all__ = [
     "BIN_WIDTH", "FMR100", "FMR1000", "HIST_BINS", "EvaluationError", "ScoreHistogram",
     "SeparabilityResult", "check_embeddings", "check_labels", "d_prime", "eer_from_counts",
-    "eer_threshold", "error_rates", "fdr", "fnmr_at_fmr", "sample_identities", "separability",
-    "separability_from_histograms", "separability_from_scores", "unit_rows", "validate_embeddings",
+    "eer_threshold", "error_rates", "fdr", "fnmr_at_fmr", "genuine_scores", "sample_identities",
+    "sample_impostor_scores", "separability", "separability_from_histograms", "separability_from_scores",
+    "unit_rows", "validate_embeddings",
 ]

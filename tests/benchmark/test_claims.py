@@ -78,6 +78,28 @@ def test_per_identity_metric_is_paired_by_identity_and_per_set_has_no_interval()
     assert o.diff.mean == pytest.approx(-0.1) and o.verdict == claims.UNKNOWN and o.pairs == "one set each"
 
 
+def _boot(key: str, eer: list[float], seed: int = 0) -> dict:
+    return {"replicates": len(eer), "seed": seed, "identities": 40, "identities_key": key, "generated_eer": eer}
+
+
+def test_per_set_metric_is_paired_by_the_identity_bootstrap_when_both_sets_resampled_alike():
+    """Replicate r of both sets resampled the same identities: the interval is the basic bootstrap
+    interval of the replicate differences, so a shared swing (the same hard identities drawn) cancels."""
+    swing = [0.05 * math.sin(i) for i in range(100)]
+    metrics = {"a": {"separability": {"eer": 0.10}, "bootstrap": _boot("k", [0.10 + s for s in swing])},
+               "b": {"separability": {"eer": 0.12}, "bootstrap": _boot("k", [0.12 + s + 0.001 * math.cos(i)
+                                                                               for i, s in enumerate(swing)])}}
+    o = outcome(Comparison("a", "b", "generated_eer", "lower"), None, metrics, None)
+    assert o.pairs == "40 identities resampled (100 replicates)" and o.verdict == claims.HOLDS
+    assert o.diff.mean == pytest.approx(-0.02) and -0.0215 < o.diff.low < o.diff.high < -0.0185
+    for other in ({"bootstrap": _boot("other people", metrics["b"]["bootstrap"]["generated_eer"])},
+                  {"bootstrap": _boot("k", metrics["b"]["bootstrap"]["generated_eer"], seed=1)},
+                  {"bootstrap": None}):
+        unpaired = {**metrics, "b": {**metrics["b"], **other}}
+        o = outcome(Comparison("a", "b", "generated_eer", "lower"), None, unpaired, None)
+        assert o.pairs == "one set each" and o.verdict == claims.UNKNOWN
+
+
 def test_missing_evidence_is_not_run_and_an_old_report_is_named():
     assert outcome(Comparison("new", "base", "accuracy", "higher"), None, {}, None).verdict == "not run"
     assert outcome(Comparison("x", "base", "accuracy", "higher"), ROWS, {}, None).verdict == "not run"

@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from synthface_ray.benchmark.stats import gap_closed, paired_difference, t_interval, verdict
+from synthface_ray.benchmark.stats import (
+    bootstrap_difference,
+    gap_closed,
+    paired_difference,
+    t_interval,
+    verdict,
+)
 
 
 def test_t_interval_matches_the_textbook_quantile():
@@ -49,3 +55,12 @@ def test_gap_closed_is_zero_at_the_floor_and_one_at_the_reference():
     assert gap_closed(0.977, 0.724, 0.977) == 1.0
     assert gap_closed(0.798, 0.724, 0.977) == pytest.approx(0.2925, abs=1e-4)
     assert math.isnan(gap_closed(0.8, 0.7, 0.7))
+
+
+def test_bootstrap_difference_pairs_replicates_and_refuses_unequal_lists():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 1.0, 400)  # the identities drawn: a large swing both sets share
+    d = bootstrap_difference(3.0, 1.0, 3.0 + shared + rng.normal(0, 0.01, 400), 1.0 + shared, n=50)
+    assert d.mean == 2.0 and d.n == 50 and d.resolved and d.high - d.low < 0.1 and d.low < 2.0 < d.high
+    with pytest.raises(ValueError, match="equal 1-D replicate lists"):
+        bootstrap_difference(1.0, 0.0, [1.0, 2.0], [1.0], n=3)

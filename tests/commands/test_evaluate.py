@@ -132,6 +132,9 @@ def test_frechet_distance_to_a_reference_set(tmp_path, fr_model, capsys):
     assert (fd["images"], fd["reference_images"]) == (24, 32) and "16-d, L2-normalised" in fd["features"]
     assert "warning" not in fd  # 24 and 32 images for 16-d features
     assert "Fréchet distance to" in (tmp_path / "r1" / "report.md").read_text()
+    boot = json.loads((tmp_path / "r1" / "metrics.json").read_text())["bootstrap"]  # on by default
+    assert (boot["replicates"], boot["identities"]) == (200, 6)
+    assert all(len(boot[k]) == 200 for k in ("generated_eer", "fdr", "frechet"))
     assert cli.main([*base, "--out", str(tmp_path / "r2"), "--set", f"frechet.reference={data}"]) == 0
     assert json.loads((tmp_path / "r2" / "metrics.json").read_text())["frechet"]["distance"] == pytest.approx(0, abs=1e-6)
     assert "Frechet distance to" in capsys.readouterr().out
@@ -144,3 +147,38 @@ def test_a_missing_frechet_reference_fails_before_any_work(tmp_path, fr_model, c
     err = capsys.readouterr().err
     assert "frechet.reference=" in err and "does not exist" in err and "embed:" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_bootstrap_intervals_pair_two_sets_of_the_same_people(tmp_path, fr_model, capsys):
+    """Two sets of the same identities (other images) resample the same people replicate by
+    replicate, so `synthface papers` can pair their EER, FDR and Fréchet distance; the report
+    shows each set's own intervals; 0 replicates turn it off; 1 is refused before any work."""
+    from synthface_ray.benchmark.claims import Comparison, outcome
+
+    ref = _faces(tmp_path / "ref", identities=5, images=4)
+    base = ["--model", fr_model, "--set", "verification.enabled=false", "--set", f"frechet.reference={ref}",
+            "--set", "bootstrap.replicates=40", "--set", "bootstrap.impostor=500"]
+    metrics = {}
+    for name, seed in (("a", 0), ("b", 1)):
+        data = tmp_path / f"gen-{name}"
+        write_faces(toyfaces_table(ToyFacesConfig(identities=6, images_per_identity=4, resolution=16,
+                                                  seed=seed)), str(data))
+        assert cli.main(["evaluate", "--data", str(data), "--out", str(tmp_path / name), *base]) == 0
+        metrics[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert metrics["a"]["bootstrap"]["identities_key"] == metrics["b"]["bootstrap"]["identities_key"]
+    assert metrics["a"]["bootstrap"]["frechet"] != metrics["b"]["bootstrap"]["frechet"]
+    o = outcome(Comparison("a", "b", "frechet", "lower"), None, metrics, None)
+    assert o.pairs == "6 identities resampled (40 replicates)" and o.diff.resolved
+    text = (tmp_path / "a" / "report.md").read_text()
+    assert re.search(r"95% intervals over the identities \(6 identities resampled, 40 bootstrap "
+                     r"replicates, basic interval\): EER \[.*\], FDR \[.*\], Fréchet distance \[", text)
+    off = tmp_path / "off"
+    assert cli.main(["evaluate", "--data", str(tmp_path / "gen-a"), "--out", str(off), *base,
+                     "--set", "bootstrap.replicates=0"]) == 0
+    assert "bootstrap" not in json.loads((off / "metrics.json").read_text())
+    assert "95% intervals" not in (off / "report.md").read_text()
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--data", str(tmp_path / "gen-a"), "--out", str(tmp_path / "one"), *base,
+                     "--set", "bootstrap.replicates=1"]) == 2
+    assert "bootstrap.replicates=1 gives no interval" in capsys.readouterr().err
+    assert not (tmp_path / "one").exists()
