@@ -15,12 +15,14 @@ each claim judged holds / does not hold / within noise with its effect size and 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synthface_ray import config, storage
+from synthface_ray.benchmark import evidence
 from synthface_ray.benchmark.claims import (
     ClaimSection,
     arm_table,
@@ -43,7 +45,9 @@ class PapersSection:
     file; ``only``: the claim numbers whose evidence to run now (empty = all; the report still
     covers every claim, from what exists); ``run``: false = only write the report;
     ``overrides``: command -> ``--set`` items appended to every step of that command (e.g. a
-    smaller benchmark); ``report``: the Markdown report (local); ``plots``: its figures (local)."""
+    smaller benchmark); ``report``: the Markdown report (local); ``plots``: its figures (local);
+    ``archive``: a local folder (committed) keeping each claim's evidence files from one machine
+    to the next (``synthface_ray.benchmark.evidence``; null = off)."""
 
     root: str = "runs/papers"
     upstream: str = "jobs/papers/upstream.yaml"
@@ -53,6 +57,7 @@ class PapersSection:
     overrides: dict[str, list[str]] = field(default_factory=dict)
     report: str = "docs/PAPERS.md"
     plots: str = "docs/papers"
+    archive: str | None = None
 
     def __post_init__(self) -> None:
         numbers = [c.number for c in self.claims]
@@ -88,11 +93,11 @@ def load_suite(p: PapersSection) -> tuple[list[tuple[Step, Any]], dict[str, list
         raise config.ConfigError("papers.claims is empty: list the claims (number, paper, statement, "
                                  "evidence, comparisons)")
     upstream = _pipeline_steps(p.upstream, p)
-    evidence = {}
+    pipelines = {}
     for claim in p.claims:
-        if claim.evidence not in evidence:
-            evidence[claim.evidence] = _pipeline_steps(claim.evidence, p)
-    return upstream, evidence
+        if claim.evidence not in pipelines:
+            pipelines[claim.evidence] = _pipeline_steps(claim.evidence, p)
+    return upstream, pipelines
 
 
 def _recorder(cfg: Config, key: str):
@@ -107,13 +112,13 @@ def _recorder(cfg: Config, key: str):
     return record
 
 
-def run_suite(cfg: Config, upstream, evidence) -> None:
+def run_suite(cfg: Config, upstream, pipelines) -> None:
     """The upstream, then the evidence pipelines of the chosen claims (each once, in claim order)."""
     p = cfg.papers
     pipeline.run_steps(upstream, cfg.storage, "papers upstream", _recorder(cfg, "upstream"))
     chosen = [c.evidence for c in p.claims if not p.only or c.number in p.only]
     for path in dict.fromkeys(chosen):
-        pipeline.run_steps(evidence[path], cfg.storage, f"papers {path}", _recorder(cfg, path))
+        pipeline.run_steps(pipelines[path], cfg.storage, f"papers {path}", _recorder(cfg, path))
 
 
 def _read_text(cfg: Config):
@@ -132,7 +137,7 @@ def _benchmark_rows(cfg: Config, folder: str) -> list[dict[str, Any]] | None:
 
 def claim_section(cfg: Config, claim: ClaimSection, plots: Path, minutes: float | None) -> tuple[list[str], str]:
     """The report section of one claim and its verdict."""
-    claim = claim.resolved(cfg.papers.root)
+    claim, kept = evidence.locate(claim, cfg.papers.root, cfg.papers.archive, cfg.storage)
     rows = _benchmark_rows(cfg, claim.benchmark)
     metrics = read_metrics(claim.evaluations, _read_text(cfg))
     outcomes = [outcome(c, rows, metrics, claim.test_set) for c in claim.comparisons]
@@ -140,15 +145,23 @@ def claim_section(cfg: Config, claim: ClaimSection, plots: Path, minutes: float 
     arms = list(dict.fromkeys([a for c in claim.comparisons for a in (c.than, c.arm)] + claim.also))
     lines = [f"## Claim {claim.number} ({claim.paper}): {claim.statement}", "",
              f"**Verdict: {verdict}.** Evidence: `{claim.evidence}`"
-             + (f" ({minutes:.0f} min on this machine, shared by the claims that name it)." if minutes else "."),
-             "", claim.protocol.strip(), "", *comparison_table(outcomes), "",
+             + (f" ({minutes:.0f} min on the machine that measured it, shared by the claims that name it)." if minutes else "."),
+             *_provenance(kept, cfg.papers.archive), "", claim.protocol.strip(), "", *comparison_table(outcomes), "",
              *arm_table(arms, rows, metrics, claim.test_set), ""]
-    lines += _figures(cfg, claim, rows, plots)
+    lines += _figures(cfg, claim, rows, plots, kept is not None)
     return lines, verdict
 
 
-def _figures(cfg: Config, claim: ClaimSection, rows, plots: Path) -> list[str]:
-    """Copy the benchmark's accuracy plot and each arm's sample grid next to the report."""
+def _provenance(kept: dict[str, Any] | None, archive: str | None) -> list[str]:
+    if kept is None:
+        return []
+    return [f"Not re-measured in this run: judged from the evidence kept in `{archive}`, measured "
+            f"{kept.get('archived', 'at an unknown time')} at commit {kept.get('commit') or 'unknown'}."]
+
+
+def _figures(cfg: Config, claim: ClaimSection, rows, plots: Path, kept: bool) -> list[str]:
+    """Copy the benchmark's accuracy plot and each arm's sample grid next to the report; for a
+    claim judged from the archive (``kept``), link the figures its earlier report copied."""
     out = []
     plots.mkdir(parents=True, exist_ok=True)
     sources = []
@@ -160,18 +173,51 @@ def _figures(cfg: Config, claim: ClaimSection, rows, plots: Path) -> list[str]:
                 for arm, folder in claim.evaluations.items()]
     for src, name, alt in sources:
         loc = storage.resolve(src, cfg.storage)
-        if not storage.exists(loc):
+        if storage.exists(loc):
+            (plots / name).write_bytes(storage.read_bytes(loc))
+        elif not (kept and (plots / name).exists()):
             continue
-        (plots / name).write_bytes(storage.read_bytes(loc))
         out.append(f"![{alt}]({Path(plots.name) / name})")
     return [" ".join(out), ""] if out else []
+
+
+def _timings(cfg: Config) -> dict[str, float]:
+    """Seconds per pipeline file (and the upstream): the run folder's, over the archive's."""
+    p = cfg.papers
+    loc = storage.resolve(f"{p.root.rstrip('/')}/{TIMINGS}", cfg.storage)
+    kept = Path(p.archive or "") / TIMINGS
+    return {**(json.loads(kept.read_text(encoding="utf-8")) if p.archive and kept.exists() else {}),
+            **(storage.read_json(loc) if storage.exists(loc) else {})}
+
+
+def _commit() -> str:
+    """The checkout's commit (``git describe --always --dirty``), or "unknown" outside a checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                             timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def archive_evidence(cfg: Config) -> None:
+    """Keep the evidence of the claims measured under ``papers.root`` in ``papers.archive``."""
+    p = cfg.papers
+    if not p.archive:
+        return
+    stamp = {"archived": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit()}
+    numbers = evidence.archive_claims(p.claims, p.root, p.archive, cfg.storage, stamp)
+    if numbers:
+        (Path(p.archive) / TIMINGS).write_text(json.dumps(_timings(cfg), indent=2, sort_keys=True) + "\n",
+                                               encoding="utf-8")
+        print(f"\n== papers: the evidence of claim(s) {numbers} kept in {p.archive} (commit it with the report)",
+              flush=True)
 
 
 def write_report(cfg: Config) -> str:
     p = cfg.papers
     report, plots = Path(p.report), Path(p.plots)
-    loc = storage.resolve(f"{p.root.rstrip('/')}/{TIMINGS}", cfg.storage)
-    timings = storage.read_json(loc) if storage.exists(loc) else {}
+    timings = _timings(cfg)
     sections, summary = [], []
     for c in p.claims:
         lines, verdict = claim_section(cfg, c, plots, timings.get(c.evidence, 0.0) / 60 or None)
@@ -180,15 +226,20 @@ def write_report(cfg: Config) -> str:
     up = timings.get("upstream", 0.0) / 60
     head = ["# The papers' claims, reproduced on the embedded data", "",
             "Generated by `make papers` (`synthface papers --config jobs/papers/suite.yaml`) from the "
-            f"results under `{p.root}`; do not edit by hand. Upstream (data, FR model, generator): "
-            f"{up:.0f} min on this machine.", "",
+            f"results under `{p.root}`"
+            + (f" or, for a claim not measured in this run, its evidence kept in `{p.archive}` (each run "
+               "folder's claims are judged from that run alone: the upstream differs between runs)"
+               if p.archive else "")
+            + f"; do not edit by hand. Upstream (data, FR model, generator): {up:.0f} min on the machine that ran it.", "",
             "Each claim is tested by comparisons of two arms on one metric. A comparison **holds** when the "
             "95% interval of the paired difference (arm - than) lies wholly on the side the paper expects, "
             "**does not hold** when it lies wholly on the other side, and is **within noise** otherwise; "
             "*no worse* holds unless the interval lies wholly on the worse side. Benchmark metrics (FR "
             "trained on each arm, verified on real people no model saw) are paired seed by seed; diversity "
             "and consistency of the generated sets identity by identity; EER, FDR and Fréchet distance of a "
-            "generated set are one number per set and carry no interval (*noise unknown*). A claim holds "
+            "generated set are one number per set, paired by resampling the same identities in both sets "
+            "(`synthface evaluate`'s identity bootstrap, basic interval; *noise unknown* where the sets were "
+            "not resampled alike). A claim holds "
             "when all its comparisons hold, partly holds when the others are within noise, and does not "
             "hold when any does not; comparisons whose runs have not happened yet are left out and "
             "counted (*so far*). A claim that does not reproduce here is a finding about this data and "
@@ -201,16 +252,17 @@ def write_report(cfg: Config) -> str:
 
 def run(cfg: Config, dry_run: bool = False) -> int:
     start = time.perf_counter()
-    upstream, evidence = load_suite(cfg.papers)
+    upstream, pipelines = load_suite(cfg.papers)
     if dry_run:
         print(f"# dry run of `synthface papers`: upstream {len(upstream)} steps, "
               f"{len(cfg.papers.claims)} claims under {cfg.papers.root}; nothing is written")
         for c in cfg.papers.claims:
             print(f"claim {c.number} ({c.paper}): {len(c.comparisons)} comparisons; evidence {c.evidence} "
-                  f"({len(evidence[c.evidence])} steps)")
+                  f"({len(pipelines[c.evidence])} steps)")
         return 0
     if cfg.papers.run:
-        run_suite(cfg, upstream, evidence)
+        run_suite(cfg, upstream, pipelines)
+    archive_evidence(cfg)
     path = write_report(cfg)
     print(f"\n== papers: report written to {path} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
     print(json.dumps({"report": path}), flush=True)

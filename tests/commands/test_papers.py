@@ -6,6 +6,7 @@ to end on tiny data is in tests/commands/test_demo.py (on the demo's outputs).""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -141,3 +142,45 @@ def test_a_failed_evidence_pipeline_keeps_the_time_of_its_finished_steps(tmp_pat
     timings = json.loads((tmp_path / "root" / papers.TIMINGS).read_text())
     assert set(timings) == {"upstream", str(tmp_path / "evidence.yaml")}
     assert timings[str(tmp_path / "evidence.yaml")] > 0
+
+
+def test_evidence_is_kept_in_the_archive_and_judged_from_it_on_the_next_machine(tmp_path, capsys):
+    """papers.archive: after a run the files each verdict comes from are copied (mirroring the run
+    folder) with when and at which commit; on a machine without the run folder the report judges
+    the claim from them alike and says so; a claim with any evidence in the run folder is judged
+    from that run alone (never a mix of two runs), and archiving it replaces what was kept."""
+    root, archive = tmp_path / "root", tmp_path / "kept"
+    _evidence(root)
+    cfg = config.load(papers.Config, _suite(tmp_path, run=False, archive=str(archive)))
+    assert papers.run(cfg) == 0
+    assert "evidence of claim(s) [7] kept in" in capsys.readouterr().out
+    first = (tmp_path / "docs/PAPERS.md").read_text()
+    assert (archive / "bench/results.parquet").exists() and (archive / "eval/new/metrics.json").exists()
+    assert not (archive / "bench/plots").exists()  # data only: the figures live beside the report
+    stamp = json.loads((archive / "provenance.json").read_text())["7"]
+    assert stamp["commit"] and stamp["archived"].endswith("UTC")
+
+    shutil.rmtree(root)  # the next machine: no run folder
+    assert papers.run(cfg) == 0
+    text = (tmp_path / "docs/PAPERS.md").read_text()
+    assert "| 7 | P | new beats base | **partly holds** |" in text and "Not re-measured in this run" in text
+    assert text.count("![") == first.count("![") > 0  # the figures copied before are linked again
+    assert "evidence of claim(s)" not in capsys.readouterr().out  # nothing new to keep
+
+    (root / "eval" / "base").mkdir(parents=True)  # a new run has measured part of the claim
+    (root / "eval" / "base" / "metrics.json").write_text(json.dumps({"per_identity": {"diversity_fr": {"0": 0.1}}}))
+    assert papers.run(cfg) == 0
+    text = (tmp_path / "docs/PAPERS.md").read_text()
+    assert "Not re-measured" not in text and "| 7 | P | new beats base | **not run** |" in text
+    assert sorted(p.relative_to(archive).as_posix() for p in archive.rglob("*.json")) == [
+        "eval/base/metrics.json", "papers_timings.json", "provenance.json"]
+
+
+def test_a_claim_with_evidence_outside_root_is_not_archived(tmp_path):
+    _evidence(tmp_path / "root")
+    claims = [{**CLAIM, "evidence": str(tmp_path / "evidence.yaml"), "benchmark": str(tmp_path / "root" / "bench"),
+               "comparisons": CLAIM["comparisons"][:1]}]
+    cfg = config.load(papers.Config, _suite(tmp_path, claims=claims, run=False, archive=str(tmp_path / "kept")))
+    assert papers.run(cfg) == 0
+    assert not (tmp_path / "kept").exists()
+    assert "**holds**" in (tmp_path / "docs/PAPERS.md").read_text()
