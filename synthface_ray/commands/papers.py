@@ -143,9 +143,10 @@ def claim_section(cfg: Config, claim: ClaimSection, plots: Path, minutes: float 
     outcomes = [outcome(c, rows, metrics, claim.test_set) for c in claim.comparisons]
     verdict = claim_verdict(outcomes)
     arms = list(dict.fromkeys([a for c in claim.comparisons for a in (c.than, c.arm)] + claim.also))
-    took = f" ({minutes:.0f} min on the machine that measured it, shared by the claims that name it)."
+    took = f" ({minutes:.0f} min on the machine that measured it, shared by the claims that name it)." \
+        if minutes else "."
     lines = [f"## Claim {claim.number} ({claim.paper}): {claim.statement}", "",
-             f"**Verdict: {verdict}.** Evidence: `{claim.evidence}`" + (took if minutes else "."),
+             f"**Verdict: {verdict}.** Evidence: `{claim.evidence}`" + took,
              *_provenance(kept, cfg.papers.archive), "", claim.protocol.strip(), "",
              *comparison_table(outcomes), "", *arm_table(arms, rows, metrics, claim.test_set), ""]
     lines += _figures(cfg, claim, rows, plots, kept is not None)
