@@ -208,7 +208,8 @@ def _batches(cfg: TrainFRConfig, facts: FRFacts) -> Iterator[list[dict[str, torc
     """Endless groups of ``grad_accum`` micro-batches, each ``counts[i]`` rows of source ``i``."""
     import ray.train
 
-    feeds = [job.endless_batches(ray.train.get_dataset_shard(f"train{i}"), k, cfg.data.shuffle_buffer)
+    feeds = [job.endless_batches(ray.train.get_dataset_shard(f"train{i}"), k, cfg.data.shuffle_buffer,
+                                 job.feed_seed(cfg, i))
              for i, k in enumerate(facts.counts)]
 
     def micro() -> Iterator[dict[str, torch.Tensor]]:

@@ -126,7 +126,7 @@ def _batches(cfg: TrainGeneratorConfig, facts: DatasetFacts) -> Iterator[list[di
     import ray.train
 
     shard = ray.train.get_dataset_shard("train")
-    micro = job.endless_batches(shard, cfg.optim.micro_batch, cfg.data.shuffle_buffer)
+    micro = job.endless_batches(shard, cfg.optim.micro_batch, cfg.data.shuffle_buffer, job.feed_seed(cfg))
     return job.grouped(micro, cfg.optim.grad_accum)
 
 

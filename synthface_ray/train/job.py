@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import itertools
 import logging
 import math
 import tempfile
@@ -132,13 +133,27 @@ def decode_rows(table, resolution: int, strict: bool) -> dict[str, np.ndarray]:
     return out
 
 
-def endless_batches(shard, batch_size: int, shuffle_buffer: int) -> Iterator[dict[str, torch.Tensor]]:
+def feed_seed(cfg, stream: int = 0) -> int | None:
+    """The local-shuffle seed of this worker's feed ``stream`` (a source): from ``run.seed``, the
+    worker's rank and the stream when ``data.deterministic``, else None (unseeded)."""
+    if not cfg.data.deterministic:
+        return None
+    import ray.train
+
+    rank = ray.train.get_context().get_world_rank()
+    return int(np.random.SeedSequence([cfg.run.seed, rank, stream]).generate_state(1)[0])
+
+
+def endless_batches(shard, batch_size: int, shuffle_buffer: int,
+                    seed: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
     """Torch batches of one dataset shard, epoch after epoch (Ray Train splits every dataset
-    into equal shards, so all workers reach an epoch's end at the same step)."""
-    while True:
+    into equal shards, so all workers reach an epoch's end at the same step); the local shuffle
+    of epoch e seeded with ``seed + e`` (None: unseeded)."""
+    for epoch in itertools.count():
         empty = True
         for batch in shard.iter_torch_batches(batch_size=batch_size, drop_last=True,
-                                              local_shuffle_buffer_size=shuffle_buffer or None):
+                                              local_shuffle_buffer_size=shuffle_buffer or None,
+                                              local_shuffle_seed=None if seed is None else seed + epoch):
             empty = False
             yield batch
         if empty:
@@ -331,7 +346,11 @@ def fit(task: TrainTask, cfg, *, fail_at_step: int | None = None, on_ready: Call
 
     cfg, facts = preflight(task, cfg)
     init_ray()  # a cluster if there is one, else a local Ray on loopback
-    ray.data.DataContext.get_current().enable_progress_bars = False  # the loop reports progress
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the loop reports progress
+    # data.deterministic: blocks keep their order and reach the workers in it (Ray Train's split
+    # ignores locality then); the datasets built below, and their split, take this context
+    ctx.execution_options.preserve_order = bool(cfg.data.deterministic)
     use_gpu = resolve_use_gpu(cfg)
     check_device(cfg, use_gpu)
     if len([n for n in ray.nodes() if n.get("Alive")]) == 1:  # a fixed single machine

@@ -21,9 +21,14 @@ class FeedSection:
     unless ``strict``. A dataset without its manifest (an interrupted run) is refused unless
     ``allow_incomplete`` (then read with a warning naming the rows there). ``cache``: keep the decoded uint8 pixels in Ray's object store after the
     first pass (``auto``: when they take at most ``cache_max_gb``). ``shuffle_buffer``: rows in
-    each worker's local shuffle buffer (0 = none)."""
+    each worker's local shuffle buffer (0 = none). ``deterministic``: the same data order on
+    every run of one ``run.seed`` (Ray Data keeps the block order and hands blocks to the workers
+    in it, locality ignored, and each worker's local shuffle is seeded from the run seed, its rank,
+    the source and the epoch), so a run is reproduced exactly; false lets the fastest block go
+    first (no waiting on a slow read task; a large cluster may want that)."""
 
     shuffle_buffer: int = 1024
+    deterministic: bool = True
     strict: bool = False
     allow_incomplete: bool = False
     cache: str = "auto"
