@@ -214,18 +214,22 @@ def outcome(c: Comparison, benchmark_rows: list[dict[str, Any]] | None, metrics:
     if m.source == "per_identity":
         diff = paired_difference(a, b)
         return Outcome(c, diff, _mean(a), _mean(b), f"{diff.n} identities")
+    a, b = float(a), float(b)
     paired = _paired_bootstrap(c.metric, metrics[c.arm], metrics[c.than])
     if paired is None:
-        return Outcome(c, t_interval([float(a) - float(b)]), float(a), float(b), "one set each")
-    diff = bootstrap_difference(float(a), float(b), *paired)
-    return Outcome(c, diff, float(a), float(b), f"{diff.n} identities resampled ({len(paired[0])} replicates)")
+        return Outcome(c, t_interval([a - b]), a, b, "one set each")
+    reps_a, reps_b, n = paired
+    points = [metrics[x]["bootstrap"].get(f"{c.metric}_point", v) for x, v in ((c.arm, a), (c.than, b))]
+    diff = bootstrap_difference(*points, reps_a, reps_b, n)
+    return Outcome(c, diff, a, b, f"{n} identities resampled ({len(reps_a)} replicates)")
 
 
 def _paired_bootstrap(metric: str, arm: Mapping[str, Any], than: Mapping[str, Any]
                       ) -> tuple[list[float], list[float], int] | None:
     """Both sets' bootstrap replicates of a one-number metric and the identities resampled, when
     they resampled the same identities replicate by replicate (same identities, replicates and
-    seed: ``synthface evaluate``'s ``bootstrap`` section); None otherwise."""
+    seed: ``synthface evaluate``'s ``bootstrap`` section); None otherwise. The interval centres
+    on ``{metric}_point`` where the section has it (the statistic of exactly the resampled images)."""
     a, b = arm.get("bootstrap"), than.get("bootstrap")
     if not a or not b or metric not in a or metric not in b:
         return None

@@ -110,7 +110,8 @@ def bootstrap_metrics(embeddings, labels, replicates: int, seed: int, impostor: 
                       on_replicate: Callable[[], object] | None = None) -> dict:
     """``metrics.json``'s ``bootstrap`` section: the replicates of the set's EER and FDR (over
     ``embeddings``/``labels``) and, given ``frechet`` = (the same images' Fréchet features, the
-    reference features), of the Fréchet distance; with what pairs them (key, replicates, seed).
+    reference features), of the Fréchet distance (and ``frechet_point``, the distance of exactly
+    these images); with what pairs them (key, replicates, seed).
     ``on_replicate`` is called after each replicate of each metric group (progress)."""
     draws = identity_draws(len(np.unique(np.asarray(labels))), replicates, seed)
     out = {"replicates": int(replicates), "seed": int(seed), "identities": int(draws.shape[1]),
@@ -118,7 +119,11 @@ def bootstrap_metrics(embeddings, labels, replicates: int, seed: int, impostor: 
            **separability_replicates(embeddings, labels, draws, impostor, seed, on_replicate)}
     if frechet is not None:
         feats, ref = frechet
-        out["frechet"] = frechet_replicates(feats, labels, gaussian_stats(ref), draws, on_replicate)
+        stats = gaussian_stats(ref)
+        out["frechet"] = frechet_replicates(feats, labels, stats, draws, on_replicate)
+        # the statistic on exactly the resampled images (the report's distance uses every image,
+        # which differs when the separability section samples fewer): what the interval centres on
+        out["frechet_point"] = frechet_distance(gaussian_stats(feats), stats)
     return out
 
 

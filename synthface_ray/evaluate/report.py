@@ -136,7 +136,7 @@ def _bootstrap_lines(metrics: dict[str, Any]) -> list[str]:
         return []
     points = {"EER": ("generated_eer", metrics["separability"]["eer"]),
               "FDR": ("fdr", float(metrics["separability"]["fdr"])),
-              "Fréchet distance": ("frechet", metrics.get("frechet", {}).get("distance"))}
+              "Fréchet distance": ("frechet", b.get("frechet_point"))}
     parts = [f"{name} [{lo:.4f}, {hi:.4f}]" for name, (key, point) in points.items() if key in b
              for lo, hi in [basic_interval(point, b[key])]]
     return [f"95% intervals over the identities ({b['identities']} identities resampled, "

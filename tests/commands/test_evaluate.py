@@ -135,6 +135,7 @@ def test_frechet_distance_to_a_reference_set(tmp_path, fr_model, capsys):
     boot = json.loads((tmp_path / "r1" / "metrics.json").read_text())["bootstrap"]  # on by default
     assert (boot["replicates"], boot["identities"]) == (200, 6)
     assert all(len(boot[k]) == 200 for k in ("generated_eer", "fdr", "frechet"))
+    assert boot["frechet_point"] == pytest.approx(fd["distance"])  # every image is resampled here
     assert cli.main([*base, "--out", str(tmp_path / "r2"), "--set", f"frechet.reference={data}"]) == 0
     assert json.loads((tmp_path / "r2" / "metrics.json").read_text())["frechet"]["distance"] == pytest.approx(0, abs=1e-6)
     assert "Frechet distance to" in capsys.readouterr().out
