@@ -284,7 +284,7 @@ def arm_table(arms: list[str], benchmark_rows: list[dict[str, Any]] | None, metr
         (x["test_set"] for x in benchmark_rows or []), default=""))]
     cols = [k for k in ("diversity_fr", "diversity_pixel", "consistency", "generated_eer", "fdr", "frechet")
             if any(_has(metrics.get(a), METRICS[k].key) for a in arms)]
-    lines = ["| arm | accuracy (mean +- std, seeds) | EER | " + " | ".join(cols) + " |",
+    lines = ["| " + " | ".join(["arm", "accuracy (mean +- std, seeds)", "EER", *cols]) + " |",
              "|---|---|---|" + "---|" * len(cols)]
     for arm in arms:
         acc = [r["accuracy"] for r in rows if r["arm"] == arm]

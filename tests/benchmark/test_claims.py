@@ -112,6 +112,8 @@ def test_tables_show_values_and_verdicts():
     o = outcome(Comparison("new", "base", "accuracy", "higher"), ROWS, {}, None)
     text = "\n".join(claims.comparison_table([o]) + claims.arm_table(["base", "new"], ROWS, {}, None))
     assert "**holds**" in text and "| new | 0.9383 +- 0.0104 (3) |" in text
+    header, rule = claims.arm_table(["base", "new"], ROWS, {}, None)[:2]
+    assert header.count("|") == rule.count("|") == 4  # as many cells as columns, none empty
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
