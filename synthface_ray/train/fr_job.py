@@ -189,6 +189,7 @@ def _datasets(cfg: TrainFRConfig, facts: FRFacts) -> dict:
             decode_classes, batch_format="pyarrow", num_cpus=job.READ_CPUS,
             fn_kwargs={"resolution": size, "strict": cfg.data.strict, "class_map": src.class_map},
         )
+        ds = job.ordered(ds, cfg)
         out[f"train{i}"] = ds.materialize() if cache else ds
     return out
 

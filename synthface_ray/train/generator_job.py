@@ -109,6 +109,7 @@ def build_dataset(cfg: TrainGeneratorConfig, rows: int):
         job.decode_rows, batch_format="pyarrow", num_cpus=job.READ_CPUS,
         fn_kwargs={"resolution": cfg.image_resolution(), "strict": cfg.data.strict},
     )
+    ds = job.ordered(ds, cfg)
     return ds.materialize() if cfg.data.should_cache(rows, cfg.image_resolution()) else ds
 
 

@@ -296,6 +296,23 @@ def train_loop_per_worker(loop_config: dict[str, Any], *, secrets: dict[str, Any
 
 
 # driver ---------------------------------------------------------------------------------------
+def ordered(ds, cfg):
+    """``ds`` with ``data.deterministic`` in its own copy of the Ray Data context: its blocks keep
+    their order (``preserve_order``); the process-wide context is left as it is."""
+    ds.context.execution_options.preserve_order = bool(cfg.data.deterministic)
+    return ds
+
+
+def data_config(cfg):
+    """Ray Train's split of the datasets: with ``data.deterministic`` the split preserves the block
+    order, which also makes it hand the blocks to the workers in that order (locality ignored)."""
+    from ray.train import DataConfig
+
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = bool(cfg.data.deterministic)
+    return DataConfig(execution_options=options)
+
+
 def trainer(task: TrainTask, cfg, facts, use_gpu: bool, fail_at_step: int | None = None):
     """The ``TorchTrainer`` for ``cfg`` (not started). Ray Train keeps ``train_loop_config`` in its
     run state (the dashboard's Train page shows it), so the config goes there redacted and its
@@ -320,6 +337,7 @@ def trainer(task: TrainTask, cfg, facts, use_gpu: bool, fail_at_step: int | None
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
         ),
         datasets=task.datasets(cfg, facts),
+        dataset_config=data_config(cfg),
     )
 
 
@@ -346,11 +364,7 @@ def fit(task: TrainTask, cfg, *, fail_at_step: int | None = None, on_ready: Call
 
     cfg, facts = preflight(task, cfg)
     init_ray()  # a cluster if there is one, else a local Ray on loopback
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the loop reports progress
-    # data.deterministic: blocks keep their order and reach the workers in it (Ray Train's split
-    # ignores locality then); the datasets built below, and their split, take this context
-    ctx.execution_options.preserve_order = bool(cfg.data.deterministic)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the loop reports progress
     use_gpu = resolve_use_gpu(cfg)
     check_device(cfg, use_gpu)
     if len([n for n in ray.nodes() if n.get("Alive")]) == 1:  # a fixed single machine
