@@ -4,16 +4,20 @@ next (``synthface papers``, ``papers.archive``).
 The whole papers suite takes longer on 2 cores than a working session, and its run folder does
 not outlive the machine. So after a run the files each verdict is computed from (a benchmark's
 ``results.parquet``, each evaluation's ``metrics.json``) are copied into a small committed
-archive that mirrors the run folder (a path ``{root}/x`` is kept as ``{archive}/x``), with when
-and at which commit they were measured. The report then judges each claim from one place: the
-run folder when any of the claim's evidence is there (measured on this machine, now), else the
-archive -- never a mix, because two runs' upstreams (FR model, generator) differ. Local files and
+archive, one folder per claim (``{archive}/claim{N}/`` mirrors the run folder: ``{root}/x`` is
+kept as ``{archive}/claim{N}/x``; claims that share a file keep a copy each, so re-measuring one
+claim never changes another's evidence), with when and at which commit they were measured. The
+report then judges each claim from one place, never a mix (two runs' upstreams, FR model and
+generator, differ): the run folder unless the archive holds more of the claim's files (a claim
+not re-measured in this run, though a file it shares with a re-measured claim may be there). A
+claim's archive is replaced only by a run that has at least as many of its files. Local files and
 object storage alike (``synthface_ray.storage``); no Ray, no models.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,46 +50,53 @@ def read_provenance(archive: str | None) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if archive and path.exists() else {}
 
 
+def kept_root(archive: str, number: int) -> str:
+    """The archive folder of claim ``number`` (it stands for ``{root}`` in the claim's paths)."""
+    return f"{archive.rstrip('/')}/claim{number}"
+
+
+def _count_here(claim: ClaimSection, root: str, store: StorageConfig | None) -> int:
+    return sum(_exists(p, store) for p in evidence_files(claim.resolved(root)))
+
+
+def _count_kept(claim: ClaimSection, archive: str) -> int:
+    return sum(Path(p).exists() for p in evidence_files(claim.resolved(kept_root(archive, claim.number))))
+
+
 def locate(claim: ClaimSection, root: str, archive: str | None, store: StorageConfig | None
            ) -> tuple[ClaimSection, dict[str, Any] | None]:
     """``claim`` resolved where its evidence lies, and the archive's provenance entry when that is
-    the archive: the run folder when any of its evidence is there, else the archive when any is
-    there, else the run folder (nothing measured yet)."""
+    the archive: the run folder unless the archive holds more of the claim's files."""
     here = claim.resolved(root)
-    if not archive or not archivable(claim) or any(_exists(p, store) for p in evidence_files(here)):
+    if not archive or not archivable(claim) or _count_kept(claim, archive) <= _count_here(claim, root, store):
         return here, None
-    kept = claim.resolved(archive)
-    if any(Path(p).exists() for p in evidence_files(kept)):
-        return kept, read_provenance(archive).get(str(claim.number), {})
-    return here, None
+    return claim.resolved(kept_root(archive, claim.number)), read_provenance(archive).get(str(claim.number), {})
 
 
 def archive_claims(claims: list[ClaimSection], root: str, archive: str, store: StorageConfig | None,
                    stamp: dict[str, Any]) -> list[int]:
-    """Copy the evidence found under ``root`` of every archivable claim into ``archive`` (local;
-    replacing what was kept of that claim before) and record ``stamp`` (when, commit) as its
-    provenance; returns the claims archived. A claim with no evidence under ``root`` keeps its
-    archived evidence untouched."""
+    """Replace the archive of every archivable claim whose evidence under ``root`` has at least as
+    many files as its archive (and some) with those files, and record ``stamp`` (when, commit) as
+    its provenance; returns the claims archived. The others keep their archive untouched."""
     done, provenance = [], read_provenance(archive)
     for claim in claims:
-        if not archivable(claim):
+        found = _count_here(claim, root, store) if archivable(claim) else 0
+        if not found or found < _count_kept(claim, archive):
             continue
-        pairs = list(zip(evidence_files(claim.resolved(root)), evidence_files(claim.resolved(archive)), strict=True))
-        found = [(src, dst) for src, dst in pairs if _exists(src, store)]
-        if not found:
-            continue
-        for _, dst in pairs:
-            Path(dst).unlink(missing_ok=True)  # nothing of an older run left beside the new
-        for src, dst in found:
-            Path(dst).parent.mkdir(parents=True, exist_ok=True)
-            Path(dst).write_bytes(storage.read_bytes(storage.resolve(src, store)))
+        folder = Path(kept_root(archive, claim.number))
+        shutil.rmtree(folder, ignore_errors=True)  # nothing of an older run left beside the new
+        pairs = zip(evidence_files(claim.resolved(root)), evidence_files(claim.resolved(str(folder))), strict=True)
+        for src, dst in pairs:
+            if _exists(src, store):
+                Path(dst).parent.mkdir(parents=True, exist_ok=True)
+                Path(dst).write_bytes(storage.read_bytes(storage.resolve(src, store)))
         provenance[str(claim.number)] = stamp
         done.append(claim.number)
     if done:
-        Path(archive).mkdir(parents=True, exist_ok=True)
         (Path(archive) / PROVENANCE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n",
                                                 encoding="utf-8")
     return done
 
 
-__all__ = ["PROVENANCE", "archivable", "archive_claims", "evidence_files", "locate", "read_provenance"]
+__all__ = ["PROVENANCE", "archivable", "archive_claims", "evidence_files", "kept_root", "locate",
+           "read_provenance"]

@@ -145,18 +145,20 @@ def test_a_failed_evidence_pipeline_keeps_the_time_of_its_finished_steps(tmp_pat
 
 
 def test_evidence_is_kept_in_the_archive_and_judged_from_it_on_the_next_machine(tmp_path, capsys):
-    """papers.archive: after a run the files each verdict comes from are copied (mirroring the run
-    folder) with when and at which commit; on a machine without the run folder the report judges
-    the claim from them alike and says so; a claim with any evidence in the run folder is judged
-    from that run alone (never a mix of two runs), and archiving it replaces what was kept."""
+    """papers.archive: after a run the files each verdict comes from are copied (one folder per
+    claim, mirroring the run folder) with when and at which commit; on a machine without the run
+    folder the report judges the claim from them alike and says so; a run holding fewer of a
+    claim's files (one it shares with another claim) neither judges it nor replaces its archive;
+    a run holding all of them does both."""
     root, archive = tmp_path / "root", tmp_path / "kept"
     _evidence(root)
     cfg = config.load(papers.Config, _suite(tmp_path, run=False, archive=str(archive)))
     assert papers.run(cfg) == 0
     assert "evidence of claim(s) [7] kept in" in capsys.readouterr().out
     first = (tmp_path / "docs/PAPERS.md").read_text()
-    assert (archive / "bench/results.parquet").exists() and (archive / "eval/new/metrics.json").exists()
-    assert not (archive / "bench/plots").exists()  # data only: the figures live beside the report
+    kept = archive / "claim7"
+    assert (kept / "bench/results.parquet").exists() and (kept / "eval/new/metrics.json").exists()
+    assert not (kept / "bench/plots").exists()  # data only: the figures live beside the report
     stamp = json.loads((archive / "provenance.json").read_text())["7"]
     assert stamp["commit"] and stamp["archived"].endswith("UTC")
 
@@ -167,13 +169,18 @@ def test_evidence_is_kept_in_the_archive_and_judged_from_it_on_the_next_machine(
     assert text.count("![") == first.count("![") > 0  # the figures copied before are linked again
     assert "evidence of claim(s)" not in capsys.readouterr().out  # nothing new to keep
 
-    (root / "eval" / "base").mkdir(parents=True)  # a new run has measured part of the claim
+    (root / "eval" / "base").mkdir(parents=True)  # another claim's run re-made a file this one shares
     (root / "eval" / "base" / "metrics.json").write_text(json.dumps({"per_identity": {"diversity_fr": {"0": 0.1}}}))
     assert papers.run(cfg) == 0
-    text = (tmp_path / "docs/PAPERS.md").read_text()
-    assert "Not re-measured" not in text and "| 7 | P | new beats base | **not run** |" in text
-    assert sorted(p.relative_to(archive).as_posix() for p in archive.rglob("*.json")) == [
-        "eval/base/metrics.json", "papers_timings.json", "provenance.json"]
+    assert "| 7 | P | new beats base | **partly holds** |" in (tmp_path / "docs/PAPERS.md").read_text()
+    assert json.loads((kept / "eval/base/metrics.json").read_text())["per_identity"]["diversity_fr"] == {
+        "0": 0.2, "1": 0.3, "2": 0.4}  # the archive kept its own
+
+    shutil.rmtree(root)
+    _evidence(root)  # a full re-run of the claim replaces its archive
+    (root / "eval" / "new" / "metrics.json").write_text(json.dumps({"per_identity": {"diversity_fr": {"0": 0.9}}}))
+    assert papers.run(cfg) == 0
+    assert json.loads((kept / "eval/new/metrics.json").read_text())["per_identity"]["diversity_fr"] == {"0": 0.9}
 
 
 def test_a_claim_with_evidence_outside_root_is_not_archived(tmp_path):
