@@ -55,12 +55,13 @@ def kept_root(archive: str, number: int) -> str:
     return f"{archive.rstrip('/')}/claim{number}"
 
 
-def _count_here(claim: ClaimSection, root: str, store: StorageConfig | None) -> int:
+def _count(claim: ClaimSection, root: str, store: StorageConfig | None = None) -> int:
+    """How many of ``claim``'s evidence files exist with ``root`` for ``{root}``."""
     return sum(_exists(p, store) for p in evidence_files(claim.resolved(root)))
 
 
 def _count_kept(claim: ClaimSection, archive: str) -> int:
-    return sum(Path(p).exists() for p in evidence_files(claim.resolved(kept_root(archive, claim.number))))
+    return _count(claim, kept_root(archive, claim.number))
 
 
 def locate(claim: ClaimSection, root: str, archive: str | None, store: StorageConfig | None
@@ -68,7 +69,7 @@ def locate(claim: ClaimSection, root: str, archive: str | None, store: StorageCo
     """``claim`` resolved where its evidence lies, and the archive's provenance entry when that is
     the archive: the run folder unless the archive holds more of the claim's files."""
     here = claim.resolved(root)
-    if not archive or not archivable(claim) or _count_kept(claim, archive) <= _count_here(claim, root, store):
+    if not archive or not archivable(claim) or _count_kept(claim, archive) <= _count(claim, root, store):
         return here, None
     return claim.resolved(kept_root(archive, claim.number)), read_provenance(archive).get(str(claim.number), {})
 
@@ -80,7 +81,7 @@ def archive_claims(claims: list[ClaimSection], root: str, archive: str, store: S
     its provenance; returns the claims archived. The others keep their archive untouched."""
     done, provenance = [], read_provenance(archive)
     for claim in claims:
-        found = _count_here(claim, root, store) if archivable(claim) else 0
+        found = _count(claim, root, store) if archivable(claim) else 0
         if not found or found < _count_kept(claim, archive):
             continue
         folder = Path(kept_root(archive, claim.number))
