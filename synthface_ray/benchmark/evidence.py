@@ -10,7 +10,8 @@ claim never changes another's evidence), with when and at which commit they were
 report then judges each claim from one place, never a mix (two runs' upstreams, FR model and
 generator, differ): the run folder unless the archive holds more of the claim's files (a claim
 not re-measured in this run, though a file it shares with a re-measured claim may be there). A
-claim's archive is replaced only by a run that has at least as many of its files. Local files and
+claim's archive is replaced only by a run that has at least as many of its files, and not by the
+same files again (a run folder that outlived its machine keeps the provenance it had). Local files and
 object storage alike (``synthface_ray.storage``); no Ray, no models.
 """
 
@@ -64,12 +65,30 @@ def _count_kept(claim: ClaimSection, archive: str) -> int:
     return _count(claim, kept_root(archive, claim.number))
 
 
-def locate(claim: ClaimSection, root: str, archive: str | None, store: StorageConfig | None
-           ) -> tuple[ClaimSection, dict[str, Any] | None]:
+def _read(path: str, store: StorageConfig | None) -> bytes | None:
+    return storage.read_bytes(storage.resolve(path, store)) if _exists(path, store) else None
+
+
+def already_kept(claim: ClaimSection, root: str, archive: str, store: StorageConfig | None) -> bool:
+    """Whether the archive holds exactly the claim's evidence under ``root``, byte for byte (a run
+    folder that outlived its session: nothing in it was measured since)."""
+    pairs = zip(evidence_files(claim.resolved(root)),
+                evidence_files(claim.resolved(kept_root(archive, claim.number))), strict=True)
+    return _count_kept(claim, archive) > 0 and all(_read(a, store) == _read(b, None) for a, b in pairs)
+
+
+def locate(claim: ClaimSection, root: str, archive: str | None, store: StorageConfig | None,
+           fresh: bool = False) -> tuple[ClaimSection, dict[str, Any] | None]:
     """``claim`` resolved where its evidence lies, and the archive's provenance entry when that is
-    the archive: the run folder unless the archive holds more of the claim's files."""
+    the archive: the run folder when it holds more of the claim's files than the archive, or as
+    many and either other ones or the ones this run has just kept (``fresh``); else the archive
+    (a run folder holding what the archive already kept says nothing new: the archive says when
+    it was measured)."""
     here = claim.resolved(root)
-    if not archive or not archivable(claim) or _count_kept(claim, archive) <= _count(claim, root, store):
+    if not archive or not archivable(claim):
+        return here, None
+    found, kept = _count(claim, root, store), _count_kept(claim, archive)
+    if found > kept or (found == kept and (fresh or not already_kept(claim, root, archive, store))):
         return here, None
     return claim.resolved(kept_root(archive, claim.number)), read_provenance(archive).get(str(claim.number), {})
 
@@ -77,12 +96,13 @@ def locate(claim: ClaimSection, root: str, archive: str | None, store: StorageCo
 def archive_claims(claims: list[ClaimSection], root: str, archive: str, store: StorageConfig | None,
                    stamp: dict[str, Any]) -> list[int]:
     """Replace the archive of every archivable claim whose evidence under ``root`` has at least as
-    many files as its archive (and some) with those files, and record ``stamp`` (when, commit) as
-    its provenance; returns the claims archived. The others keep their archive untouched."""
+    many files as its archive (and some), and is not already what it holds, with those files, and
+    record ``stamp`` (when, commit) as its provenance; returns the claims archived. The others keep
+    their archive and provenance untouched."""
     done, provenance = [], read_provenance(archive)
     for claim in claims:
         found = _count(claim, root, store) if archivable(claim) else 0
-        if not found or found < _count_kept(claim, archive):
+        if not found or found < _count_kept(claim, archive) or already_kept(claim, root, archive, store):
             continue
         folder = Path(kept_root(archive, claim.number))
         shutil.rmtree(folder, ignore_errors=True)  # nothing of an older run left beside the new
@@ -99,5 +119,5 @@ def archive_claims(claims: list[ClaimSection], root: str, archive: str, store: S
     return done
 
 
-__all__ = ["PROVENANCE", "archivable", "archive_claims", "evidence_files", "kept_root", "locate",
+__all__ = ["PROVENANCE", "already_kept", "archivable", "archive_claims", "evidence_files", "kept_root", "locate",
            "read_provenance"]

@@ -135,9 +135,11 @@ def _benchmark_rows(cfg: Config, folder: str) -> list[dict[str, Any]] | None:
     return storage.read_parquet(loc).to_pylist()
 
 
-def claim_section(cfg: Config, claim: ClaimSection, plots: Path, minutes: float | None) -> tuple[list[str], str]:
-    """The report section of one claim and its verdict."""
-    claim, kept = evidence.locate(claim, cfg.papers.root, cfg.papers.archive, cfg.storage)
+def claim_section(cfg: Config, claim: ClaimSection, plots: Path, minutes: float | None,
+                  fresh: bool = False) -> tuple[list[str], str]:
+    """The report section of one claim and its verdict (``fresh``: this run has just archived its
+    evidence)."""
+    claim, kept = evidence.locate(claim, cfg.papers.root, cfg.papers.archive, cfg.storage, fresh)
     rows = _benchmark_rows(cfg, claim.benchmark)
     metrics = read_metrics(claim.evaluations, _read_text(cfg))
     outcomes = [outcome(c, rows, metrics, claim.test_set) for c in claim.comparisons]
@@ -201,11 +203,12 @@ def _commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def archive_evidence(cfg: Config) -> None:
-    """Keep the evidence of the claims measured under ``papers.root`` in ``papers.archive``."""
+def archive_evidence(cfg: Config) -> list[int]:
+    """Keep the evidence of the claims measured under ``papers.root`` in ``papers.archive``;
+    returns the claims kept."""
     p = cfg.papers
     if not p.archive:
-        return
+        return []
     stamp = {"archived": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit()}
     numbers = evidence.archive_claims(p.claims, p.root, p.archive, cfg.storage, stamp)
     if numbers:
@@ -213,15 +216,18 @@ def archive_evidence(cfg: Config) -> None:
                                                encoding="utf-8")
         print(f"\n== papers: the evidence of claim(s) {numbers} kept in {p.archive} (commit it with the report)",
               flush=True)
+    return numbers
 
 
-def write_report(cfg: Config) -> str:
+def write_report(cfg: Config, fresh: list[int] | None = None) -> str:
+    """docs/PAPERS.md (``papers.report``); ``fresh``: the claims whose evidence this run has just kept."""
     p = cfg.papers
     report, plots = Path(p.report), Path(p.plots)
     timings = _timings(cfg)
     sections, summary = [], []
     for c in p.claims:
-        lines, verdict = claim_section(cfg, c, plots, timings.get(c.evidence, 0.0) / 60 or None)
+        lines, verdict = claim_section(cfg, c, plots, timings.get(c.evidence, 0.0) / 60 or None,
+                                       c.number in (fresh or []))
         sections += lines
         summary.append(f"| {c.number} | {c.paper} | {c.statement} | **{verdict}** |")
     up = timings.get("upstream", 0.0) / 60
@@ -263,8 +269,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
         return 0
     if cfg.papers.run:
         run_suite(cfg, upstream, pipelines)
-    archive_evidence(cfg)
-    path = write_report(cfg)
+    path = write_report(cfg, archive_evidence(cfg))
     print(f"\n== papers: report written to {path} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
     print(json.dumps({"report": path}), flush=True)
     return 0

@@ -183,6 +183,29 @@ def test_evidence_is_kept_in_the_archive_and_judged_from_it_on_the_next_machine(
     assert json.loads((kept / "eval/new/metrics.json").read_text())["per_identity"]["diversity_fr"] == {"0": 0.9}
 
 
+def test_a_run_folder_that_outlived_its_session_keeps_the_archived_provenance(tmp_path, capsys):
+    """A machine that kept the run folder: a report-only run finds the same files as the archive;
+    it neither re-stamps the claim (its measurement time and commit stay) nor judges it as measured
+    in this run; a changed file is a new measurement again."""
+    root, archive = tmp_path / "root", tmp_path / "kept"
+    _evidence(root)
+    cfg = config.load(papers.Config, _suite(tmp_path, run=False, archive=str(archive)))
+    assert papers.run(cfg) == 0
+    provenance = archive / "provenance.json"
+    stamp = json.loads(provenance.read_text())["7"]
+    provenance.write_text(json.dumps({"7": {**stamp, "archived": "2026-01-01 00:00 UTC"}}))
+    capsys.readouterr()
+    assert papers.run(cfg) == 0  # the same run folder, later
+    assert "evidence of claim(s)" not in capsys.readouterr().out
+    assert json.loads(provenance.read_text())["7"]["archived"] == "2026-01-01 00:00 UTC"
+    assert "measured 2026-01-01 00:00 UTC" in (tmp_path / "docs/PAPERS.md").read_text()
+    (root / "eval" / "new" / "metrics.json").write_text(json.dumps({"per_identity": {"diversity_fr": {"0": 0.9}}}))
+    assert papers.run(cfg) == 0
+    assert "evidence of claim(s) [7] kept in" in capsys.readouterr().out
+    assert json.loads(provenance.read_text())["7"]["archived"] != "2026-01-01 00:00 UTC"
+    assert "Not re-measured in this run" not in (tmp_path / "docs/PAPERS.md").read_text()
+
+
 def test_a_claim_with_evidence_outside_root_is_not_archived(tmp_path):
     _evidence(tmp_path / "root")
     claims = [{**CLAIM, "evidence": str(tmp_path / "evidence.yaml"), "benchmark": str(tmp_path / "root" / "bench"),
