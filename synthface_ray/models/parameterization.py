@@ -18,8 +18,11 @@ bind a network and its context for the sampler:
   Table 1): ``D(x; sigma) = c_skip x + c_out F(c_in x; c_noise)`` (CASD, ScoreMix).
 
 Each also gives its noise grids and ``tau(sigma)``, the "t/T" that guidance schedules and the
-two-stage switch read: ``t(sigma) / T`` for discrete models; for EDM models, where there is no
-``T``, the position of ``log sigma`` between ``log sigma_min`` (0) and ``log sigma_max`` (1).
+two-stage switch read: ``t(sigma) / T`` for discrete models; for EDM models, which have no ``T``,
+the time of the same noise level on DDPM's linear schedule (:func:`vp_t_of_sigma`, EDM Table 1's
+VP ``sigma^-1``: the continuous form of betas 1e-4..0.02 over T = 1000, the schedule IDiff-Face,
+NegFaceDiff/AdaptDiff and UIFace train and sample with), so that a schedule written in t/T
+(AdaptDiff's ``w(t)``, UIFace's ``t0``) acts at the papers' noise levels on either kind of model.
 Pure torch: no Ray, nothing from the sampler.
 """
 
@@ -62,6 +65,17 @@ def t_of_sigma(log_sigma_table: torch.Tensor, sigma: torch.Tensor) -> torch.Tens
     lo = hi - 1
     frac = (log_sigma - log_sigma_table[lo]) / (log_sigma_table[hi] - log_sigma_table[lo])
     return (lo + frac.clamp(0, 1)).reshape(torch.as_tensor(sigma).shape)
+
+
+def vp_t_of_sigma(sigma: float, beta_d: float = 19.9, beta_min: float = 0.1) -> float:
+    """``t = (sqrt(beta_min^2 + 2 beta_d ln(sigma^2 + 1)) - beta_min) / beta_d`` in [0, 1]: the
+    inverse of the VP schedule ``sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1)`` (EDM,
+    Karras et al. 2022, Table 1 "VP" column; Song et al. 2021), the continuous limit of DDPM's
+    linear betas 1e-4..0.02 over T = 1000 (``beta_min = 1e-4 T``, ``beta_d = (0.02 - 1e-4) T``).
+    Its ``t`` is DDPM's ``t / T`` at the same noise level (sigma 3.42 -> 0.500; t = 1 at sigma
+    157); clamped to 1 above."""
+    t = (math.sqrt(beta_min**2 + 2 * beta_d * math.log1p(sigma**2)) - beta_min) / beta_d
+    return min(1.0, t)
 
 
 # EDM preconditioning (Karras et al. 2022, Table 1 "Ours" column and eq. 7) --------------------
@@ -194,17 +208,17 @@ class EDMPrecond(_BindsNetwork):
     sigma_data: float = 0.5
     sigma_min: float = 0.002
     sigma_max: float = 80.0
-    num_timesteps: int = 1000  # nominal T: a two-stage t0 of 500 means tau = 0.5
+    num_timesteps: int = 1000  # DDPM's T, by which tau is read as a timestep (the recorded two-stage t0)
 
     def init_scale(self, sigma_max: float) -> float:
         """Std of the prior at the first level: ``sigma_max`` (EDM)."""
         return sigma_max
 
     def tau(self, sigma: float) -> float:
-        if sigma <= 0:
-            return 0.0
-        pos = math.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
-        return min(1.0, max(0.0, pos))
+        """The DDPM ``t / T`` of noise level ``sigma`` (:func:`vp_t_of_sigma`): UIFace's t0 = 500 of
+        1000 (tau 0.5) is sigma 3.42 here as in the paper; the top of EDM's grid (sigma 80) is tau
+        0.93, its bottom (0.002) 4e-5."""
+        return vp_t_of_sigma(sigma) if sigma > 0 else 0.0
 
     def sigmas(self, steps: int, spacing: str = "auto") -> torch.Tensor:
         """EDM eq. 5 (``karras``, the default); EDM models have no discrete timesteps."""
@@ -229,4 +243,4 @@ Parameterization = DiscreteEps | EDMPrecond
 
 __all__ = ["SPACINGS", "ContextDenoiser", "DiscreteEps", "EDMPrecond", "Parameterization", "c_in", "c_noise",
            "c_out", "c_skip", "call_net", "karras_sigmas", "loss_weight_lambda", "per_sample", "sigma_of_abar",
-           "t_of_sigma"]
+           "t_of_sigma", "vp_t_of_sigma"]
