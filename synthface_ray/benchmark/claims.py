@@ -96,7 +96,9 @@ class ClaimSection:
     the evidence; claims may share one), where the evidence lies (``benchmark``: a benchmark
     output folder holding results.parquet; ``evaluations``: arm -> evaluate report folder holding
     metrics.json; ``{root}`` allowed), the ``comparisons`` and ``also``: arms shown beside them in
-    the report's table without a comparison (e.g. a setting that is not the paper's)."""
+    the report's table without a comparison (e.g. a setting that is not the paper's); ``reading``:
+    what the team thinks the measurement says and what may explain it (printed under the tables,
+    naming the figures it reads, so that a re-measurement that moves them shows it stale)."""
 
     number: int = 0
     paper: str = ""
@@ -108,6 +110,7 @@ class ClaimSection:
     evaluations: dict[str, str] = field(default_factory=dict)
     comparisons: list[Comparison] = field(default_factory=list)
     also: list[str] = field(default_factory=list)
+    reading: str = ""
 
     def resolved(self, root: str) -> ClaimSection:
         """A copy with ``{root}`` replaced in the evidence locations."""

@@ -151,6 +151,8 @@ def claim_section(cfg: Config, claim: ClaimSection, plots: Path, minutes: float 
              f"**Verdict: {verdict}.** Evidence: `{claim.evidence}`" + took,
              *_provenance(kept, cfg.papers.archive), "", claim.protocol.strip(), "",
              *comparison_table(outcomes), "", *arm_table(arms, rows, metrics, claim.test_set), ""]
+    if claim.reading.strip():
+        lines += [f"**Reading.** {' '.join(claim.reading.split())}", ""]
     lines += _figures(cfg, claim, rows, plots, kept is not None)
     return lines, verdict
 

@@ -131,6 +131,18 @@ def test_arms_named_in_also_are_shown_without_a_comparison(tmp_path):
     assert "| base-old | - | - |" in text and "base-old higher" not in text
 
 
+def test_a_claims_reading_is_printed_under_its_tables_and_only_its_own(tmp_path):
+    _evidence(tmp_path / "root")
+    reading = "new is better on accuracy,\n  as the paper says."
+    claims = [{**CLAIM, "evidence": str(tmp_path / "evidence.yaml"), "reading": reading},
+              {**CLAIM, "number": 8, "evidence": str(tmp_path / "evidence.yaml")}]
+    papers.run(config.load(papers.Config, _suite(tmp_path, claims=claims, run=False)))
+    text = (tmp_path / "docs/PAPERS.md").read_text()
+    seven, eight = text.split("## Claim 8")
+    assert "**Reading.** new is better on accuracy, as the paper says." in seven.split("## Claim 7")[1]
+    assert "**Reading.**" not in eight
+
+
 def test_a_failed_evidence_pipeline_keeps_the_time_of_its_finished_steps(tmp_path):
     tiny = ["toyfaces.identities=3", "toyfaces.images_per_identity=2", "toyfaces.resolution=16",
             "grid.enabled=false"]
