@@ -69,12 +69,17 @@ def _read(path: str, store: StorageConfig | None) -> bytes | None:
     return storage.read_bytes(storage.resolve(path, store)) if _exists(path, store) else None
 
 
+def _pairs(claim: ClaimSection, root: str, archive: str) -> list[tuple[str, str]]:
+    """Each evidence file of ``claim`` under ``root`` with its place in the claim's archive folder."""
+    return list(zip(evidence_files(claim.resolved(root)),
+                    evidence_files(claim.resolved(kept_root(archive, claim.number))), strict=True))
+
+
 def already_kept(claim: ClaimSection, root: str, archive: str, store: StorageConfig | None) -> bool:
     """Whether the archive holds exactly the claim's evidence under ``root``, byte for byte (a run
     folder that outlived its session: nothing in it was measured since)."""
-    pairs = zip(evidence_files(claim.resolved(root)),
-                evidence_files(claim.resolved(kept_root(archive, claim.number))), strict=True)
-    return _count_kept(claim, archive) > 0 and all(_read(a, store) == _read(b, None) for a, b in pairs)
+    pairs = [(_read(here, store), _read(kept, None)) for here, kept in _pairs(claim, root, archive)]
+    return any(kept is not None for _, kept in pairs) and all(here == kept for here, kept in pairs)
 
 
 def locate(claim: ClaimSection, root: str, archive: str | None, store: StorageConfig | None,
@@ -106,11 +111,10 @@ def archive_claims(claims: list[ClaimSection], root: str, archive: str, store: S
             continue
         folder = Path(kept_root(archive, claim.number))
         shutil.rmtree(folder, ignore_errors=True)  # nothing of an older run left beside the new
-        pairs = zip(evidence_files(claim.resolved(root)), evidence_files(claim.resolved(str(folder))), strict=True)
-        for src, dst in pairs:
-            if _exists(src, store):
+        for src, dst in _pairs(claim, root, archive):
+            if (data := _read(src, store)) is not None:
                 Path(dst).parent.mkdir(parents=True, exist_ok=True)
-                Path(dst).write_bytes(storage.read_bytes(storage.resolve(src, store)))
+                Path(dst).write_bytes(data)
         provenance[str(claim.number)] = stamp
         done.append(claim.number)
     if done:
