@@ -101,15 +101,28 @@ def load_suite(p: PapersSection) -> tuple[list[tuple[Step, Any]], dict[str, list
 
 
 def _recorder(cfg: Config, key: str):
-    """A ``run_steps`` callback adding each finished step's seconds to ``{root}/papers_timings.json``
-    under ``key`` (the upstream or an evidence file), at once: a stopped run keeps what finished."""
+    """A ``run_steps`` callback keeping each finished step's seconds in ``{root}/papers_timings.json``
+    under ``key`` (the upstream or an evidence file) and the step (``"<index> <command>"``), at
+    once: a stopped run keeps what finished. A step run again keeps its longest time, so a partial
+    re-run (one arm redrawn, the benchmark training only its trials) does not add to the pipeline's
+    time nor shrink it; a pipeline's time is the sum of its steps' (:func:`_seconds`)."""
     loc = storage.resolve(f"{cfg.papers.root.rstrip('/')}/{TIMINGS}", cfg.storage)
 
-    def record(command: str, seconds: float) -> None:
+    def record(index: int, command: str, seconds: float) -> None:
         done = storage.read_json(loc) if storage.exists(loc) else {}
-        done[key] = done.get(key, 0.0) + seconds
+        steps = done.get(key, {})
+        if not isinstance(steps, dict):  # a total written before times were kept per step
+            steps = {"earlier runs": float(steps)}
+        name = f"{index} {command}"
+        steps[name] = max(steps.get(name, 0.0), seconds)
+        done[key] = steps
         storage.atomic_write_json(loc, done)
     return record
+
+
+def _seconds(entry: float | dict[str, float]) -> float:
+    """A pipeline's time from its timings entry: the sum of its steps' (or a total, as once kept)."""
+    return float(sum(entry.values())) if isinstance(entry, dict) else float(entry)
 
 
 def run_suite(cfg: Config, upstream, pipelines) -> None:
@@ -186,13 +199,18 @@ def _figures(cfg: Config, claim: ClaimSection, rows, plots: Path, kept: bool) ->
     return [" ".join(out), ""] if out else []
 
 
-def _timings(cfg: Config) -> dict[str, float]:
-    """Seconds per pipeline file (and the upstream): the run folder's, over the archive's."""
+def _timing_entries(cfg: Config) -> dict[str, Any]:
+    """Per pipeline file (and the upstream) the steps' seconds: the run folder's, over the archive's."""
     p = cfg.papers
     loc = storage.resolve(f"{p.root.rstrip('/')}/{TIMINGS}", cfg.storage)
     kept = Path(p.archive or "") / TIMINGS
     return {**(json.loads(kept.read_text(encoding="utf-8")) if p.archive and kept.exists() else {}),
             **(storage.read_json(loc) if storage.exists(loc) else {})}
+
+
+def _timings(cfg: Config) -> dict[str, float]:
+    """Seconds per pipeline file (and the upstream)."""
+    return {key: _seconds(entry) for key, entry in _timing_entries(cfg).items()}
 
 
 def _commit() -> str:
@@ -214,7 +232,7 @@ def archive_evidence(cfg: Config) -> list[int]:
     stamp = {"archived": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit()}
     numbers = evidence.archive_claims(p.claims, p.root, p.archive, cfg.storage, stamp)
     if numbers:
-        (Path(p.archive) / TIMINGS).write_text(json.dumps(_timings(cfg), indent=2, sort_keys=True) + "\n",
+        (Path(p.archive) / TIMINGS).write_text(json.dumps(_timing_entries(cfg), indent=2, sort_keys=True) + "\n",
                                                encoding="utf-8")
         print(f"\n== papers: the evidence of claim(s) {numbers} kept in {p.archive} (commit it with the report)",
               flush=True)

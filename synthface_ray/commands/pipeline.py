@@ -72,10 +72,10 @@ def load_steps(steps: list[Step], root: str) -> list[tuple[Step, object]]:
 
 
 def run_steps(loaded: list[tuple[Step, object]], store: StorageConfig | None, title: str,
-              on_step: Callable[[str, float], None] | None = None) -> list[tuple[str, float]]:
+              on_step: Callable[[int, str, float], None] | None = None) -> list[tuple[str, float]]:
     """Run the steps in order, skipping those whose ``done`` marker exists; (command, seconds).
-    ``on_step(command, seconds)`` is called as each step finishes, so a caller can keep the time
-    of the finished steps of a run that later fails or is stopped."""
+    ``on_step(index, command, seconds)`` (index from 1) is called as each step finishes, so a
+    caller can keep the time of the finished steps of a run that later fails or is stopped."""
 
     start, timings = time.perf_counter(), []
     for i, (step, cfg) in enumerate(loaded, 1):
@@ -91,7 +91,7 @@ def run_steps(loaded: list[tuple[Step, object]], store: StorageConfig | None, ti
                                f"fix it and re-run: finished steps are reused")
         timings.append((step.command, time.perf_counter() - t0))
         if on_step:
-            on_step(*timings[-1])
+            on_step(i, *timings[-1])
     return timings
 
 

@@ -153,7 +153,24 @@ def test_a_failed_evidence_pipeline_keeps_the_time_of_its_finished_steps(tmp_pat
         papers.run(cfg)
     timings = json.loads((tmp_path / "root" / papers.TIMINGS).read_text())
     assert set(timings) == {"upstream", str(tmp_path / "evidence.yaml")}
-    assert timings[str(tmp_path / "evidence.yaml")] > 0
+    assert list(timings[str(tmp_path / "evidence.yaml")]) == ["1 toyfaces"]  # step 2 failed: not kept
+    assert timings[str(tmp_path / "evidence.yaml")]["1 toyfaces"] > 0
+
+
+def test_a_partial_rerun_neither_adds_to_a_pipelines_time_nor_shrinks_it(tmp_path):
+    """Times are kept per step, a step run again keeps its longest: claim 3's one redrawn arm
+    (generate, evaluate, the benchmark's 3 trials of 18) leaves the pipeline's full time."""
+    cfg = config.load(papers.Config, _suite(tmp_path, run=False))
+    record = papers._recorder(cfg, "jobs/papers/sampling.yaml")
+    for index, command, seconds in [(1, "generate", 300.0), (2, "benchmark", 2400.0),  # the full run
+                                    (1, "generate", 310.0), (2, "benchmark", 420.0)]:  # one arm redrawn
+        record(index, command, seconds)
+    assert papers._timings(cfg)["jobs/papers/sampling.yaml"] == 310.0 + 2400.0
+    loc = tmp_path / "root" / papers.TIMINGS
+    loc.write_text(json.dumps({"upstream": 1268.5}))  # a total, as kept before per-step times
+    papers._recorder(cfg, "upstream")(3, "train-generator", 20.0)
+    assert json.loads(loc.read_text())["upstream"] == {"earlier runs": 1268.5, "3 train-generator": 20.0}
+    assert papers._timings(cfg) == {"upstream": 1288.5}
 
 
 def test_evidence_is_kept_in_the_archive_and_judged_from_it_on_the_next_machine(tmp_path, capsys):
