@@ -51,13 +51,20 @@ class DataSection(FeedSection):
     """``path``: faces dataset (local or s3://). ``label_embeddings``: ``.npy`` of shape
     (num_identities, embedding_dim), row ``label`` = that identity's FR embedding, or an identities
     table (``.parquet``; ``synthface embed`` writes the class centres of a faces set) whose
-    ``identity_id`` is the label; required when ``generator.condition`` is ``embedding``. ``resolution``: images are resized to it (default
+    ``identity_id`` is the label; required when ``generator.condition`` is ``embedding``.
+    ``context_fr_model``: an exported FR backbone (``train-fr``'s export, local or s3://); when set,
+    each training image is conditioned on its *own* unit embedding under it (IDiff-Face Sec. 3.2,
+    Arc2Face: the contexts are the FR features of the training images) instead of its label's row of
+    ``label_embeddings``, which then only gives the contexts of the sample previews. The contexts
+    vary within a person and cover more of the embedding space than one point per person, which is
+    what drawing *new* people from new embeddings needs. ``resolution``: images are resized to it (default
     ``generator.sample_size``; in latent space give the VAE's input size). The feed options
     (``shuffle_buffer``, ``strict``, ``cache``, ``cache_max_gb``) are :class:`FeedSection`'s."""
 
     path: str = "runs/toyfaces"
     resolution: int | None = None
     label_embeddings: str | None = None
+    context_fr_model: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,6 +134,11 @@ class TrainGeneratorConfig(JobConfig):
                 "generator.condition=embedding needs data.label_embeddings: a .npy file of shape "
                 "(num_identities, embedding_dim) with one FR embedding per training label"
             )
+        if self.data.context_fr_model and self.generator.condition != "embedding":
+            raise ConfigError(
+                f"data.context_fr_model is set but generator.condition={self.generator.condition!r}: "
+                "per-image FR contexts need generator.condition=embedding (or drop data.context_fr_model)"
+            )
 
     def image_resolution(self) -> int:
         """The size images are decoded to: ``data.resolution`` or the generator's pixel size."""
@@ -145,7 +157,8 @@ class TrainGeneratorConfig(JobConfig):
 
         return self._with_absolute_run_paths(
             data=dataclasses.replace(self.data, path=absolute(self.data.path),
-                                     label_embeddings=absolute(self.data.label_embeddings)),
+                                     label_embeddings=absolute(self.data.label_embeddings),
+                                     context_fr_model=absolute(self.data.context_fr_model)),
             generator=dataclasses.replace(self.generator, vae_path=absolute(self.generator.vae_path)),
         )
 
@@ -187,6 +200,31 @@ def _identities_by_label(uri: str, cfg: StorageConfig | None):
     return dense
 
 
+def load_context_embedder(uri: str, cfg: StorageConfig | None, device: torch.device | str = "cpu"):
+    """The FR backbone of ``data.context_fr_model`` (an export folder, local or s3://), in eval mode."""
+    from synthface_ray.models.recognition.embedder import Embedder  # lazy: the FR model stack
+
+    try:
+        with storage.local_copy(storage.resolve(uri, cfg)) as local:
+            return Embedder.from_pretrained(local, device)
+    except FileNotFoundError as err:
+        raise ConfigError(f"data.context_fr_model={uri}: {err}") from None
+
+
+@torch.no_grad()
+def image_contexts(embedder, images: torch.Tensor) -> torch.Tensor:
+    """Unit FR embeddings (B, D), float32, of model-range images (B, 3, S, S) in [-1, 1]: the
+    per-image contexts c = f(x0) / ||f(x0)|| of IDiff-Face (Sec. 3.2). Images are resized
+    (bicubic, antialiased) to the FR model's input size when it differs from the generator's."""
+    from torch.nn import functional as F
+
+    size = embedder.config.input_size
+    x = images.float()
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(-1, 1)
+    return F.normalize(embedder.model(x).float(), dim=1)
+
+
 def _warmup_lambda(warmup: int):
     return lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
 
@@ -220,6 +258,8 @@ class GeneratorSession:
         self.vae = _load_vae(cfg.generator.vae_path, device)
         self.cond_table = (load_label_embeddings(cfg.data.label_embeddings, cfg.storage).to(device)
                            if cfg.generator.condition == "embedding" else None)
+        self.context_embedder = (load_context_embedder(cfg.data.context_fr_model, cfg.storage, device)
+                                 if cfg.data.context_fr_model else None)
         self.step = 0
 
     @property
@@ -229,12 +269,15 @@ class GeneratorSession:
     def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
         """(x0, conditioning keywords) for one micro-batch of image/label/source."""
         x0 = pixels_to_model(batch["image"].to(self.device, non_blocking=True))  # Ray Data: uint8
+        label = batch["label"].to(self.device).long()
+        if self.context_embedder is not None:  # IDiff-Face: each image's own FR embedding
+            cond = image_contexts(self.context_embedder, x0)
+        else:
+            cond = label if self.cond_table is None else self.cond_table[label]
         if self.vae is not None:
             with torch.no_grad():
                 latent = self.vae.encode(x0.to(self.vae.dtype)).latent_dist.sample(generator=self.rng)
                 x0 = latent * self.vae.config.scaling_factor
-        label = batch["label"].to(self.device).long()
-        cond = label if self.cond_table is None else self.cond_table[label]
         kwargs: dict[str, Any] = {
             "cond": cond,
             "drop_mask": self.model.sample_drop_mask(len(label), self.rng),
@@ -336,6 +379,6 @@ def _load_vae(path: str | None, device: torch.device):
 
 __all__ = [
     "DataSection", "EMASection", "ExportSection", "GeneratorSession", "OptimSection",
-    "RunSection", "ScalingSection", "TrainGeneratorConfig", "export_metadata",
-    "load_label_embeddings",
+    "RunSection", "ScalingSection", "TrainGeneratorConfig", "export_metadata", "image_contexts",
+    "load_context_embedder", "load_label_embeddings",
 ]

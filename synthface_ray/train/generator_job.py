@@ -18,6 +18,7 @@ from synthface_ray.train import job
 from synthface_ray.train.generator import (
     GeneratorSession,
     TrainGeneratorConfig,
+    load_context_embedder,
     load_label_embeddings,
 )
 from synthface_ray.train.preview import preview_grid
@@ -55,6 +56,7 @@ def check_dataset(cfg: TrainGeneratorConfig) -> DatasetFacts:
     if rows == 0:
         raise ConfigError(f"data.path={cfg.data.path} has no rows: nothing to train on")
     _check_labels(cfg, unique)
+    _check_context_model(cfg)
     _check_sources(cfg, int(max_source))
     job.check_global_batch(cfg, rows, "data.path")
     return DatasetFacts(rows=rows, identities=len(unique), max_label=int(unique[-1]),
@@ -89,6 +91,19 @@ def _check_labels(cfg: TrainGeneratorConfig, labels: np.ndarray) -> None:
                 f"({absent.size} in all) of data.path: embed the same faces set "
                 "(`synthface embed --model FR --data FACES --out IDS.parquet`)"
             )
+
+
+def _check_context_model(cfg: TrainGeneratorConfig) -> None:
+    """``data.context_fr_model`` must load and embed to the generator's ``embedding_dim``."""
+    if not cfg.data.context_fr_model:
+        return
+    dim = load_context_embedder(cfg.data.context_fr_model, cfg.storage).config.embedding_dim
+    if dim != cfg.generator.embedding_dim:
+        raise ConfigError(
+            f"data.context_fr_model={cfg.data.context_fr_model} embeds to {dim} dimensions but "
+            f"generator.embedding_dim={cfg.generator.embedding_dim}: set generator.embedding_dim={dim} "
+            "(the identities you sample from must come from the same FR model)"
+        )
 
 
 def _check_sources(cfg: TrainGeneratorConfig, max_source: int) -> None:

@@ -151,6 +151,81 @@ def test_embedding_condition_reads_an_identities_table_by_identity_id(process_gr
         session(cfg)
 
 
+def fr_export(tmp_path, embedding_dim: int = 12) -> str:
+    """A tiny FR backbone exported as train-fr exports it (random weights, eval-mode statistics)."""
+    from synthface_ray.models.recognition.embedder import save_backbone
+    from synthface_ray.models.recognition.iresnet import BackboneConfig, build_backbone
+
+    torch.manual_seed(0)
+    config = BackboneConfig(input_size=32, width=4, embedding_dim=embedding_dim)
+    return str(save_backbone(build_backbone(config), config, tmp_path / "fr"))
+
+
+def smooth_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Low-frequency images in [-1, 1] (resampling filters agree on them, unlike on pixel noise)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, 4, 4, generator=g) * 2 - 1
+    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=True)
+
+
+def test_per_image_contexts_are_each_images_own_fr_embedding(process_group, tmp_path):
+    """data.context_fr_model (IDiff-Face): the context of an image is its unit embedding under the
+    FR model, exactly what the project's embedder gives for those pixels; the label table only
+    serves previews."""
+    import numpy as np
+
+    from synthface_ray.models.recognition.embedder import Embedder
+
+    np.save(tmp_path / "emb.npy", np.ones((8, 12), np.float32))
+    cfg = make_cfg(generator={"condition": "embedding", "embedding_dim": 12, "sample_size": 32},
+                   data={"label_embeddings": str(tmp_path / "emb.npy"), "context_fr_model": fr_export(tmp_path)})
+    s = session(cfg)
+    b = {"image": smooth_images(4, 32), "label": torch.tensor([3, 3, 5, 5]), "source": torch.zeros(4)}
+    cond = s._inputs(b)[1]["cond"]
+    expected = Embedder.from_pretrained(cfg.data.context_fr_model, "cpu")(b["image"])
+    np.testing.assert_allclose(cond.numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(cond.norm(dim=1).numpy(), 1.0, atol=1e-5)
+    assert not torch.allclose(cond[0], cond[1])  # one person, two images: two contexts
+    assert torch.isfinite(s.train_step([b]))
+
+
+def test_per_image_contexts_resize_to_the_fr_input_like_the_generation_scorer(tmp_path):
+    """A generator smaller than the FR input: contexts of the resized images agree with the
+    embeddings generate scores images by (PIL bicubic), so training and scoring see one space
+    (random FR weights put different smooth images at cosine 0.80-0.99: the bound is tight)."""
+
+    from synthface_ray.data.transforms import from_model_range
+    from synthface_ray.generate.batch import image_embeddings
+    from synthface_ray.train.generator import image_contexts, load_context_embedder
+
+    embedder = load_context_embedder(fr_export(tmp_path), None)
+    images = smooth_images(6, 16, seed=1)
+    ours = image_contexts(embedder, images).numpy()
+    scored = image_embeddings(embedder, from_model_range(images.numpy()))
+    assert ours.shape == (6, 12)
+    assert (ours * scored).sum(1).min() > 0.999  # other images of the set: 0.80-0.99
+
+
+def test_per_image_context_checks(tmp_path):
+    import numpy as np
+
+    from synthface_ray.train.generator_job import _check_context_model
+
+    with pytest.raises(ConfigError, match=r"data.context_fr_model is set but generator.condition='class'"):
+        make_cfg(data={"context_fr_model": str(tmp_path)})
+    np.save(tmp_path / "emb.npy", np.ones((8, 16), np.float32))
+    embedding = {"condition": "embedding", "embedding_dim": 16}
+    cfg = make_cfg(generator=embedding, data={"label_embeddings": str(tmp_path / "emb.npy"),
+                                              "context_fr_model": fr_export(tmp_path, embedding_dim=12)})
+    with pytest.raises(ConfigError, match=r"embeds to 12 dimensions but generator.embedding_dim=16: set "
+                                          r"generator.embedding_dim=12"):
+        _check_context_model(cfg)
+    cfg = make_cfg(generator=embedding, data={"label_embeddings": str(tmp_path / "emb.npy"),
+                                              "context_fr_model": str(tmp_path / "nowhere")})
+    with pytest.raises(ConfigError, match=r"data.context_fr_model=.*nowhere.*exported FR backbone"):
+        _check_context_model(cfg)
+
+
 def test_config_cross_checks():
     with pytest.raises(ConfigError, match="scoreaug_dim=11"):
         make_cfg(scoreaug={"enabled": True})
