@@ -117,6 +117,41 @@ def test_a_worker_crash_restarts_the_group_which_resumes_at_the_checkpoint_and_e
     assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
 
 
+@pytest.mark.slow
+def test_per_image_contexts_train_the_same_generator_twice(ray_local, toy, tmp_path):
+    """data.context_fr_model through real Ray Train + DeepSpeed: the workers load the FR export and
+    condition every image on its own embedding (16 px images resized to the FR model's 32); two
+    runs of one config and seed see the same batches and export the same weights, byte for byte
+    (two fresh `synthface demo` runs of sessions 35 and 36 did the same at full size)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from synthface_ray.models.recognition.embedder import save_backbone
+    from synthface_ray.models.recognition.iresnet import BackboneConfig, build_backbone
+
+    torch.manual_seed(0)
+    fr = BackboneConfig(input_size=32, width=4, embedding_dim=8)
+    save_backbone(build_backbone(fr), fr, tmp_path / "fr")
+    table = np.random.default_rng(0).normal(size=(IDENTITIES, 8)).astype(np.float32)
+    np.save(tmp_path / "centres.npy", table / np.linalg.norm(table, axis=1, keepdims=True))
+    exports, losses = [], []
+    for name in ("first", "second"):
+        cfg = from_dict(TrainGeneratorConfig, job_config(
+            toy, str(tmp_path / "runs"), run={"name": name, "report_every": 1, "checkpoint_every": 4},
+            generator={"condition": "embedding", "embedding_dim": 8},
+            data={"label_embeddings": str(tmp_path / "centres.npy"), "context_fr_model": str(tmp_path / "fr")},
+            optim={"max_steps": 4}, preview={"every": 0}))
+        generator_job.fit(cfg)
+        losses.append([m["loss"] for m in read_metrics(cfg.run_dir())])
+        exports.append(Path(cfg.export_dir().path))
+    assert len(losses[0]) == 4 and losses[0] == losses[1]
+    weights = sorted(p.relative_to(exports[0]) for p in exports[0].rglob("*.safetensors"))
+    assert weights  # the UNet and the condition encoder
+    for rel in weights:
+        assert (exports[0] / rel).read_bytes() == (exports[1] / rel).read_bytes(), rel
+
+
 def test_worker_layout_that_would_starve_the_data_feed_is_refused(toy, tmp_path):
     from synthface_ray.config import ConfigError
 
