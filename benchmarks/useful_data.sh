@@ -9,7 +9,8 @@
 #   gen480     the generator of the demo before issue 19: class-conditioned, 480 steps
 #   gen3000    the same, 3000 steps
 #   emb3000    conditioned on the FR class centre of each label (today's demo generator), 3000 steps
-# and the generated sets (demo sampler: ScoreMix + AdaptDiff w_max 1 + CFG 2, DDIM 10; FR-scored):
+# and the generated sets (the demo sampler of that time, pinned here: ScoreMix + AdaptDiff w_max 1 + CFG 2,
+# DDIM 10; FR-scored; later --set keys override it):
 #   syn-480, syn-3000          the demo plan (FR class centres kept unique at 0.5, 4 per identity and mix)
 #   syn-3000-gate              + the consistency gate (fr_cosine >= 0.8, mixes >= 0.3, 4 draws, drop)
 #   syn-emb-new                emb3000 on NEW people: PCA-Gaussian embeddings, leakage 0.6, unique at 0.5
@@ -55,7 +56,8 @@ generator() {  # name steps condition [--set ...]
   local sets=(--set data.path=$ROOT/toyfaces --set run.storage_path=$ROOT/train --set run.name=$name
               --set optim.max_steps=$steps --set run.checkpoint_every=$steps
               --set preview.every=$(( steps < 1000 ? steps : 1000 ))
-              --set generator.condition=$condition --set data.label_embeddings=$ROOT/centres.parquet "$@")
+              --set generator.condition=$condition --set data.label_embeddings=$ROOT/centres.parquet
+              --set data.context_fr_model=null "$@")  # rounds 1-7: one context per label (centres)
   done_or "$ROOT/train/$name/export/condition/metadata.json" $SF train-generator --config $D/train_generator.yaml "${sets[@]}"
 }
 generator gen480 480 class
@@ -74,7 +76,8 @@ done_or "$ROOT/centres-1k.parquet" $SF identities --config $D/centres.yaml --set
   --set source.fr_model=$FR --set output.path=$ROOT/centres-1k.parquet
 done_or "$ROOT/train/emb1k/export/condition/metadata.json" $SF train-generator --config $D/train_generator.yaml \
   --set data.path=$ROOT/toyfaces-1k --set data.label_embeddings=$ROOT/centres-1k.parquet --set run.storage_path=$ROOT/train \
-  --set run.name=emb1k --set optim.max_steps=6000 --set run.checkpoint_every=3000 --set preview.every=1000
+  --set run.name=emb1k --set optim.max_steps=6000 --set run.checkpoint_every=3000 --set preview.every=1000 \
+  --set data.context_fr_model=null
 done_or "$ROOT/new1k_ids.parquet" $SF identities --config $D/identities.yaml --set source.real=$ROOT/centres-1k.parquet \
   --set source.count=1000 --set output.path=$ROOT/new1k_ids.parquet
 
@@ -99,6 +102,7 @@ plan $ROOT/new1k_ids.parquet new1k 16
 generate() {  # name generator identities plan [--set ...]
   local name=$1 gen=$2 ids=$3 plan=$4; shift 4
   done_or "$ROOT/generated/$name/manifest.json" $SF generate --config $D/generate.yaml \
+    --set sampler.cfg_scale=2.0 --set sampler.negative.w_max=1.0 \
     --set input.plan=$plan --set input.identities=$ids --set model.generator=$ROOT/train/$gen/export \
     --set model.fr=$FR --set output.path=$ROOT/generated --set output.name=$name --set pool.actors=2 "$@"
 }

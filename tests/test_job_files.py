@@ -42,7 +42,8 @@ DECLARED: dict[str, dict[str, str]] = {
                           "ScoreMix + CFG, measured better for its generator (docs/BENCHMARKS.md, issue 19)",
         "sampler.solver": "Heun 18 in the template; DDIM 10 keeps the demo within its time",
         "sampler.steps": "Heun 18 in the template; DDIM 10 keeps the demo within its time",
-        "sampler.cfg_scale": "the demo sets CFG 2 (issue 19); the template's recipe 1",
+        "sampler.negative": "the template's recipe has AdaptDiff's negative; the demo draws without it (issue 19, "
+                            "eighth round)",
         "sampler.two_stage": "the template's recipe has UIFace's two stages; the demo's none",
         "grid.images": "the demo's plan draws 4 images per person, its grid shows them all",
         "grid.mixes": "the demo's grid shows more of its 16 mixes",
@@ -77,7 +78,8 @@ DECLARED: dict[str, dict[str, str]] = {
         "run.report_every": "the demo's shorter run",
     },
     "train_generator.yaml": {
-        "data.label_embeddings": "the demo's generator is conditioned on FR class centres",
+        "data.label_embeddings": "the demo's generator is conditioned on FR embeddings; the centres give previews",
+        "data.context_fr_model": "the demo conditions each image on its own FR embedding (issue 19, eighth round)",
         "generator.condition": "class table in the template (ScoreMix's generator); embedding in the demo "
                                "(new people, issue 19)",
         "generator.num_identities": "the template's 64 people (class condition only)",

@@ -88,7 +88,7 @@ def test_demo_runs_every_stage_then_reuses_them(ray_local, tiny_configs, tmp_pat
 
 
 def _papers_suite_on_the_demo(root, configs, tmp_path, capsys):
-    """``synthface papers`` end to end, tiny: a claim comparing the demo's set (CFG 2 + negative)
+    """``synthface papers`` end to end, tiny: a claim comparing the demo's set (ScoreMix + CFG 1)
     with a plain conditional set drawn on the same plan; its steps generate and evaluate for real,
     its accuracy comes from the demo's own verdict benchmark (real results.parquet, one seed: noise
     unknown; a benchmark step in the evidence would only re-train what the demo test just trained),
