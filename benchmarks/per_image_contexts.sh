@@ -4,7 +4,7 @@
 # sampler (CFG w = 2 + AdaptDiff linear w_max 1) and its present one (CFG w = 1, no negative); then
 # both generators trained on to 3000 steps and drawn 16 images per identity and mix.
 #
-#   bash benchmarks/per_image_contexts.sh [ROOT]   # default ROOT=runs/per_image; about 1 h 30 min on 2 cores
+#   bash benchmarks/per_image_contexts.sh [ROOT]   # default ROOT=runs/per_image; about 1 h 40 min on 2 cores
 #
 # The upstream is one `synthface demo` run under ROOT/demo: its FR model, centres, new people, mining,
 # plan, and its generator (per-image contexts, 1500 steps) and generated set (CFG 1, no negative),
@@ -69,7 +69,10 @@ $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set outp
   {name: synthetic, sources: [{path: '$ROOT/generated/centre'}]},
   {name: syn-img, sources: [{path: '$ROOT/generated/img'}]},
   {name: syn-cfg1, sources: [{path: '$ROOT/generated/centre-cfg1'}]},
-  {name: syn-img-cfg1, sources: [{path: '$D/generated/demo'}]}]"
+  {name: syn-img-cfg1, sources: [{path: '$D/generated/demo'}]},
+  {name: real+syn-img-cfg1, match: synthetic, sources: [{path: '$D/toyfaces', weight: 0.5},
+                                                        {path: '$D/generated/demo', weight: 0.5}]},
+  {name: real-600, sources: [{path: '$D/toyfaces', images: 600}]}]"
 $SF benchmark --config benchmarks/useful_data_ablation.yaml "${B[@]}" --set output.name=eighth-1200 --set "arms=[
   {name: real, match: syn-img3000, sources: [{path: '$D/toyfaces'}]},
   {name: syn-img3000, sources: [{path: '$ROOT/generated/img3000-16'}]},
