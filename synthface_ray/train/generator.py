@@ -200,15 +200,11 @@ def _identities_by_label(uri: str, cfg: StorageConfig | None):
     return dense
 
 
-def load_context_embedder(uri: str, cfg: StorageConfig | None, device: torch.device | str = "cpu"):
+def load_context_embedder(cfg: TrainGeneratorConfig, device: torch.device | str = "cpu"):
     """The FR backbone of ``data.context_fr_model`` (an export folder, local or s3://), in eval mode."""
     from synthface_ray.models.recognition.embedder import Embedder  # lazy: the FR model stack
 
-    try:
-        with storage.local_copy(storage.resolve(uri, cfg)) as local:
-            return Embedder.from_pretrained(local, device)
-    except FileNotFoundError as err:
-        raise ConfigError(f"data.context_fr_model={uri}: {err}") from None
+    return Embedder.from_storage(cfg.data.context_fr_model, cfg.storage, "data.context_fr_model", device)
 
 
 @torch.no_grad()
@@ -258,8 +254,7 @@ class GeneratorSession:
         self.vae = _load_vae(cfg.generator.vae_path, device)
         self.cond_table = (load_label_embeddings(cfg.data.label_embeddings, cfg.storage).to(device)
                            if cfg.generator.condition == "embedding" else None)
-        self.context_embedder = (load_context_embedder(cfg.data.context_fr_model, cfg.storage, device)
-                                 if cfg.data.context_fr_model else None)
+        self.context_embedder = load_context_embedder(cfg, device) if cfg.data.context_fr_model else None
         self.step = 0
 
     @property

@@ -97,7 +97,7 @@ def _check_context_model(cfg: TrainGeneratorConfig) -> None:
     """``data.context_fr_model`` must load and embed to the generator's ``embedding_dim``."""
     if not cfg.data.context_fr_model:
         return
-    dim = load_context_embedder(cfg.data.context_fr_model, cfg.storage).config.embedding_dim
+    dim = load_context_embedder(cfg).config.embedding_dim
     if dim != cfg.generator.embedding_dim:
         raise ConfigError(
             f"data.context_fr_model={cfg.data.context_fr_model} embeds to {dim} dimensions but "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthface_ray import storage
 from synthface_ray.config import ConfigError
 from synthface_ray.data import faces, schema
 from synthface_ray.data.identities import class_centers
@@ -64,11 +63,7 @@ def judge(section, paths: list[str], train_labels: list[np.ndarray], store,
     """The same-person matches between sources (later source -> earlier one) under the judge."""
     from synthface_ray.models.recognition.embedder import Embedder  # lazy: imports torch
 
-    try:
-        with storage.local_copy(storage.resolve(section.fr_model, store)) as local:
-            embedder = Embedder.from_pretrained(local)
-    except FileNotFoundError as err:
-        raise ConfigError(f"data.same_identity.fr_model={section.fr_model}: {err}") from None
+    embedder = Embedder.from_storage(section.fr_model, store, "data.same_identity.fr_model")
     print(f"same-identity check: class centres of up to {section.images_per_identity} images per "
           f"identity under {section.fr_model} ...", flush=True)
     cents = [source_centres(p, store, embedder, labels, section.images_per_identity, allow_incomplete)

@@ -198,7 +198,9 @@ def test_per_image_contexts_resize_to_the_fr_input_like_the_generation_scorer(tm
     from synthface_ray.generate.batch import image_embeddings
     from synthface_ray.train.generator import image_contexts, load_context_embedder
 
-    embedder = load_context_embedder(fr_export(tmp_path), None)
+    cfg = make_cfg(generator={"condition": "embedding", "embedding_dim": 12, "sample_size": 16},
+                   data={"label_embeddings": str(tmp_path / "emb.npy"), "context_fr_model": fr_export(tmp_path)})
+    embedder = load_context_embedder(cfg)
     images = smooth_images(6, 16, seed=1)
     ours = image_contexts(embedder, images).numpy()
     scored = image_embeddings(embedder, from_model_range(images.numpy()))

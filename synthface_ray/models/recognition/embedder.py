@@ -60,6 +60,20 @@ class Embedder:
         load_state(model, folder / WEIGHTS, FIX_FR)
         return cls(model, config, device)
 
+    @classmethod
+    def from_storage(cls, uri: str, store, key: str, device: torch.device | str = "auto") -> Embedder:
+        """:meth:`from_pretrained` of an export folder given as a config value (local or s3://,
+        ``store``: its :class:`~synthface_ray.storage.StorageConfig`); a missing or wrong folder
+        is a ``ConfigError`` naming ``key``, the config key that gave it."""
+        from synthface_ray import storage
+        from synthface_ray.config import ConfigError
+
+        try:
+            with storage.local_copy(storage.resolve(uri, store)) as local:
+                return cls.from_pretrained(local, device)
+        except FileNotFoundError as err:
+            raise ConfigError(f"{key}={uri}: {err}") from None
+
     @torch.no_grad()
     def __call__(self, images: torch.Tensor | np.ndarray, batch_size: int = 256) -> np.ndarray:
         """``images``: float (B, 3, S, S) in [-1, 1], or uint8 (B, S, S, 3) pixels -> float32
