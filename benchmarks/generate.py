@@ -90,7 +90,7 @@ def bare_loop(cfg, threads: int) -> float:
     gen = load_generator(cfg.model.generator)
     fr = Embedder.from_pretrained(cfg.model.fr, "cpu")
     text = gb.sampler_json(job.sampler)
-    for part in shards.split_shards(job.plan):
+    for part in job.plan.shard_tables(cfg.output.rows_per_file):
         out = gb.sample_batch(gen, part, job.sampler, job.identities, micro_batch=cfg.pool.micro_batch,
                               device="cpu", dtype=torch.float32)
         out = gb.score_batch(fr, out, job.identities, job.shape[-1])

@@ -482,7 +482,7 @@ def bare_loop(cfg: Config, device: torch.device, dtype: torch.dtype) -> tuple[fl
     gen.model.to(dtype=dtype)
     fr = Embedder.from_pretrained(cfg.model.fr, device)
     text, sampling = gb.sampler_json(job.sampler), 0.0
-    for part in shards.split_shards(job.plan):
+    for part in job.plan.shard_tables(cfg.output.rows_per_file):
         begin = time.perf_counter()
         out = gb.sample_batch(gen, part, job.sampler, job.identities, micro_batch=cfg.pool.micro_batch,
                               device=device, dtype=dtype)  # returns host pixels: synchronised

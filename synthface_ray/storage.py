@@ -425,6 +425,13 @@ def describe(cfg: StorageConfig) -> dict[str, Any]:
     return opts
 
 
+def _not_parquet(loc: Location, key: str, made_by: str, exc: Exception) -> ValueError:
+    where = f"{key}: " if key else ""
+    fix = f"give the table `synthface {made_by}` writes" if made_by else "give a Parquet table"
+    detail = str(exc).replace(" '<Buffer>'", "")
+    return ValueError(f"{where}{loc.uri} is not a Parquet file ({detail}); {fix}")
+
+
 def read_parquet(loc: Location, key: str = "", made_by: str = ""):
     """One Parquet file (local or s3://) as a ``pyarrow.Table``. A file that is not Parquet raises
     ``ValueError`` naming it (``key``: the setting that gave it; ``made_by``: the command that
@@ -438,10 +445,23 @@ def read_parquet(loc: Location, key: str = "", made_by: str = ""):
     try:
         return pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as exc:
-        where = f"{key}: " if key else ""
-        fix = f"give the table `synthface {made_by}` writes" if made_by else "give a Parquet table"
-        detail = str(exc).replace(" '<Buffer>'", "")
-        raise ValueError(f"{where}{loc.uri} is not a Parquet file ({detail}); {fix}") from None
+        raise _not_parquet(loc, key, made_by, exc) from None
+
+
+@contextlib.contextmanager
+def open_parquet(loc: Location, key: str = "", made_by: str = ""):
+    """One Parquet file (local or s3://) opened for reading in parts (``pyarrow.parquet.ParquetFile``:
+    its footer read, row groups and batches fetched on demand, by ranged reads on S3); a file
+    that is not Parquet raises ``ValueError`` as :func:`read_parquet` does."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with loc.fs.open_input_file(loc.path) as fh:
+        try:
+            pf = pq.ParquetFile(fh)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise _not_parquet(loc, key, made_by, exc) from None
+        yield pf
 
 
 @dataclass

@@ -29,7 +29,7 @@ class OutputConfig:
 CONFIG_METADATA_KEY = b"synthface.config"
 
 
-def write_parquet(table, loc: Location, cfg: Any = None, command: str = "") -> None:
+def write_parquet(table, loc: Location, cfg: Any = None, command: str = "", row_group_size: int | None = None) -> None:
     """Write one Parquet file atomically (a hidden temp file renamed or uploaded at the end); with
     ``cfg``, its resolved config goes into the file's metadata under :data:`CONFIG_METADATA_KEY`."""
     import pyarrow.parquet as pq
@@ -39,7 +39,7 @@ def write_parquet(table, loc: Location, cfg: Any = None, command: str = "") -> N
         metadata[CONFIG_METADATA_KEY] = resolved_config_text(cfg, command).encode("utf-8")
         table = table.replace_schema_metadata(metadata)
     with storage.atomic_local_path(loc) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, row_group_size=row_group_size)
 
 
 #: the resolved config every output folder gets

@@ -48,7 +48,8 @@ def run(cfg: Config, dry_run: bool = False) -> int:
     pipeline.check_complete(job)
     where = []
     if cfg.grid.enabled:
-        png = grid.render(job.out, job.plan, cfg.grid.identities, cfg.grid.images, cfg.grid.mixes)
+        png = grid.render(job.out, job.plan.batches, cfg.output.rows_per_file, cfg.grid.identities,
+                          cfg.grid.images, cfg.grid.mixes)
         storage.atomic_write_bytes(job.out.join(shards.GRID), png)
         where.append(f"grid: {job.dest.join(shards.GRID).uri}")
     write_resolved_config(job.out, cfg, "generate")  # before the manifest, which is written last

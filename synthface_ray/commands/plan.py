@@ -11,7 +11,7 @@ from synthface_ray.commands.common import print_dry_run, write_parquet
 from synthface_ray.commands.mine import MIXES_FILE, NEGATIVES_FILE, SUMMARY_FILE
 from synthface_ray.config import ConfigError, check_range, check_seed
 from synthface_ray.data.identities import read_identities
-from synthface_ray.mining.plan import check_plan_size, plan_rows
+from synthface_ray.mining.plan import PLAN_ROW_GROUP, check_plan_size, plan_rows
 from synthface_ray.storage import FileOutput, StorageConfig
 
 
@@ -91,7 +91,7 @@ def run(cfg: Config, dry_run: bool = False) -> int:
                     sum(len(m[1]) for m in mixes))
     table = plan_rows(ids, cfg.plan.images_per_identity, negative_of, mixes,
                       cfg.plan.images_per_mix, cfg.plan.seed)
-    write_parquet(table, out, cfg, "plan")
+    write_parquet(table, out, cfg, "plan", row_group_size=PLAN_ROW_GROUP)
     print(f"wrote a plan of {table.num_rows} rows ({len(ids)} identities x "
           f"{cfg.plan.images_per_identity}, {len(mixes)} mixes x {cfg.plan.images_per_mix}; "
           f"{len(negative_of)} identities with a negative) to {out.uri}")

@@ -15,9 +15,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
-
 from synthface_ray import storage
 from synthface_ray.config import ConfigError, to_dict
 from synthface_ray.data.faces import MANIFEST, publish_manifest, shard_name
@@ -27,7 +24,7 @@ from synthface_ray.generate import shards
 from synthface_ray.generate.actor import ActorSettings, FRScorer, GeneratorActor, encode_and_commit
 from synthface_ray.generate.config import Config
 from synthface_ray.generate.gate import ATTEMPTS, GATE_PASSED, gate_counts
-from synthface_ray.mining.plan import IDENTITY_ID, MIX_IDS, NEGATIVE_ID, ROW_ID
+from synthface_ray.generate.plan_source import Plan, legacy_fingerprint, open_plan
 from synthface_ray.models.recognition.embedder import Embedder
 from synthface_ray.ops.local_ray import init_ray
 from synthface_ray.sampling.exported import load_generator
@@ -35,8 +32,6 @@ from synthface_ray.sampling.recipes import SamplerConfig
 from synthface_ray.storage import Location
 
 log = logging.getLogger(__name__)
-PLAN_TYPES = {ROW_ID: pa.int64(), IDENTITY_ID: pa.int64(), MIX_IDS: pa.list_(pa.int64()),
-              "mix_weights": pa.list_(pa.float32()), NEGATIVE_ID: pa.int64(), "seed": pa.int64()}
 
 
 @dataclass
@@ -45,7 +40,7 @@ class Job:
 
     cfg: Config
     out: Location
-    plan: pa.Table
+    plan: Plan  # checked, summarised; its rows are read where they are needed, a shard at a time
     identities: gb.IdentityTable | None
     shape: tuple[int, int, int]
     content: dict[str, Any]
@@ -66,7 +61,7 @@ class Job:
 
     @property
     def shard_count(self) -> int:
-        return int(self.plan.column(shards.SHARD)[-1].as_py()) + 1
+        return self.plan.shard_count(self.cfg.output.rows_per_file)
 
     @property
     def fingerprint(self) -> str:
@@ -74,37 +69,12 @@ class Job:
 
 
 # pre-flight ---------------------------------------------------------------------------------
-def read_plan(cfg: Config) -> pa.Table:
-    """The plan, checked: the columns of ``synthface plan`` with their types, unique row ids."""
-
+def read_plan(cfg: Config) -> Plan:
+    """The plan, checked in one pass (the columns of ``synthface plan`` with their types, unique
+    row ids, no missing values) and summarised; held in memory only when not in row_id order."""
     if not cfg.input.plan:
         raise ConfigError("input.plan is required: a plan table from `synthface plan` (--plan)")
-    loc = storage.resolve(cfg.input.plan, cfg.storage)
-    if not storage.exists(loc):
-        raise FileNotFoundError(f"input.plan: {loc.uri} does not exist (make one with `synthface plan`)")
-    table = storage.read_parquet(loc, "input.plan", "plan")
-    missing = [c for c in PLAN_TYPES if c not in table.column_names]
-    if missing:
-        raise ValueError(f"input.plan {loc.uri} lacks column(s) {missing}; a plan has "
-                         f"{list(PLAN_TYPES)} (make one with `synthface plan`)")
-    try:
-        table = table.select(list(PLAN_TYPES)).cast(pa.schema(PLAN_TYPES))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ValueError(f"input.plan {loc.uri}: a column has the wrong type ({exc}); expected "
-                         f"{ {k: str(v) for k, v in PLAN_TYPES.items()} }") from None
-    if table.num_rows == 0:
-        raise ValueError(f"input.plan {loc.uri} has no rows: nothing to generate")
-    if pa.compute.count_distinct(table.column(ROW_ID)).as_py() != table.num_rows:
-        raise ValueError(f"input.plan {loc.uri} repeats row_id values: row ids must be unique")
-    return table
-
-
-def _referenced(plan: pa.Table):
-    import numpy as np
-
-    neg = plan.column(NEGATIVE_ID).to_numpy()
-    flat = pa.compute.list_flatten(plan.column(MIX_IDS)).to_numpy()
-    return np.unique(np.concatenate([flat, neg[neg >= 0]]))
+    return open_plan(cfg.input.plan, cfg.storage)
 
 
 def _model_folder(path: str | None, key: str):
@@ -174,12 +144,12 @@ def prepare(cfg: Config) -> Job:
         raise ConfigError("gate.min_fr_cosine / min_mix_cosine / max_other_cosine judge each image with the FR model: "
                           "set model.fr (an exported FR backbone) and input.identities, or unset the gate")
     plan = read_plan(cfg)
-    ids = _referenced(plan)
+    ids = plan.summary.referenced
     identities = _check_identities(cfg, ids)
     gen = _check_generator(cfg, ids, identities)
     _check_fr(cfg, identities)
     content = {
-        "plan": shards.table_fingerprint(plan),
+        "plan": plan.fingerprint,
         "identities": None if identities is None else hashlib.sha256(
             identities.ids.tobytes() + identities.embeddings.tobytes()).hexdigest(),
         "generator": shards.folder_fingerprint(cfg.model.generator),
@@ -192,8 +162,23 @@ def prepare(cfg: Config) -> Job:
     if cfg.gate.enabled:  # only then: an ungated job keeps the fingerprint it always had
         content["gate"] = to_dict(cfg.gate)
     out = storage.resolve(cfg.output.path, cfg.storage).join(cfg.output.name)
-    return Job(cfg, out, shards.assign_shards(plan, cfg.output.rows_per_file), identities, gen.shape,
-               content, "generator:" + content["generator"][:16])
+    return Job(cfg, out, plan, identities, gen.shape, content, "generator:" + content["generator"][:16])
+
+
+def adopt_earlier_plan_hash(job: Job, loc: Location) -> None:
+    """A run that recorded its plan by the hash used before plans were streamed (the whole
+    table's) is resumed as that run: the plan is read whole once to check it, and the job keeps
+    the content (and fingerprint) that run wrote."""
+    path = loc.join(shards.JOB_FILE)
+    if not storage.exists(path):
+        return
+    previous = storage.read_json(path)
+    earlier = previous.get("content", {}).get("plan")
+    if previous.get("fingerprint") == job.fingerprint or not isinstance(earlier, str) or ":" in earlier:
+        return
+    content = {**job.content, "plan": legacy_fingerprint(job.cfg.input.plan, job.cfg.storage)}
+    if shards.fingerprint(content) == previous.get("fingerprint"):
+        job.content = content
 
 
 def open_output(job: Job) -> None:
@@ -204,13 +189,16 @@ def open_output(job: Job) -> None:
     folder (resumed there when killed) and swaps it in at the end, so the old one stays whole
     until the new one exists; a replacement completed by a run killed during its swap is swapped
     in first."""
-    record = {"format": "synthface-generate", "version": 1, "fingerprint": job.fingerprint,
-              "content": job.content, "config": to_dict(job.cfg)}
     overwrite = job.cfg.output.overwrite
     try:
         storage.finish_replacement(job.dest, MANIFEST)
         if overwrite and storage.exists(job.dest.join(MANIFEST)):
             job.out = storage.replacement_of(job.dest)
+        if not overwrite or job.out.path != job.dest.path:  # a run that may be resumed
+            adopt_earlier_plan_hash(job, job.out)
+        record = {"format": "synthface-generate", "version": 1, "fingerprint": job.fingerprint,
+                  "content": job.content, "config": to_dict(job.cfg)}
+        if job.out.path != job.dest.path:
             overwrite = not shards.same_job(job.out, record)
         job.resumed = shards.check_job(job.out, record, overwrite)
         done = shards.committed(job.out)
@@ -257,8 +245,9 @@ def _settings(job: Job, identities_ref) -> Any:
                          gate=cfg.gate if cfg.gate.enabled else None)
 
 
-def build_dataset(job: Job, use_gpu: bool):
-    """The Ray Data pipeline over the shards left to do (one block per shard, kept whole)."""
+def build_dataset(job: Job, use_gpu: bool, driver_node_only: bool = False):
+    """The Ray Data pipeline over the shards left to do (one block per shard, kept whole; read
+    from the plan file by read tasks, on the driver's node only with ``driver_node_only``)."""
     import ray
 
     cfg, pool = job.cfg, job.cfg.pool
@@ -266,19 +255,19 @@ def build_dataset(job: Job, use_gpu: bool):
     settings = _settings(job, ref)
     if not use_gpu:
         settings.device = "cpu"
-    parts = shards.split_shards(job.plan, set(job.todo))
+    rows = cfg.output.rows_per_file
     commit = {"out_uri": job.out.uri, "storage_cfg": to_dict(cfg.storage, redact=False),
               "size": job.shape[-1], "fmt": cfg.output.format, "quality": cfg.output.jpeg_quality,
               "sampler_json": gb.sampler_json(job.sampler), "model_id": job.model_id,
-              "expected": {int(p.column(shards.SHARD)[0].as_py()): p.num_rows for p in parts},
+              "expected": {k: job.plan.shard_rows(k, rows) for k in job.todo},
               "run": cfg.output.name, "drop_failed": cfg.gate.enabled and cfg.gate.on_fail == "drop"}
     fused = pool.fused(use_gpu)
     gpu = {"num_gpus": pool.gpus_per_actor} if use_gpu else {"num_cpus": pool.cpus_per_actor}
     # Ray Data refuses batch_size=None (whole blocks) with GPUs: there a batch is up to one shard's
     # rows, and the dataset keeps its order, so the one short shard (the last) comes last to every
     # stage and no batch mixes two shards
-    batch_size = cfg.output.rows_per_file if use_gpu else None
-    ds = ray.data.from_arrow(parts)
+    batch_size = rows if use_gpu else None
+    ds = job.plan.dataset(rows, job.todo, driver_node_only)
     if use_gpu:
         ds.context.execution_options.preserve_order = True  # this dataset's own copy of the context
     ds = ds.map_batches(
@@ -332,10 +321,13 @@ def execute(job: Job) -> tuple[list[dict[str, Any]], bool]:
     init_ray()  # a cluster if there is one, else a local Ray on loopback (docs/RELIABILITY.md)
     cluster = ray.cluster_resources()
     use_gpu = resolve_use_gpu(job.cfg, cluster)
-    check_resources(job.cfg, use_gpu, cluster, len([n for n in ray.nodes() if n.get("Alive")]) == 1)
+    nodes = len([n for n in ray.nodes() if n.get("Alive")])
+    check_resources(job.cfg, use_gpu, cluster, nodes == 1)
     print(f"{layout(job.cfg, use_gpu)}; {len(job.todo)} shard(s) to generate", flush=True)
     receipts = []
-    for block in build_dataset(job, use_gpu).iter_batches(batch_size=None, batch_format="pyarrow"):
+    # a local plan path is read where the driver runs: other nodes may not see it
+    driver_node_only = nodes > 1 and not storage.is_s3(job.plan.uri)
+    for block in build_dataset(job, use_gpu, driver_node_only).iter_batches(batch_size=None, batch_format="pyarrow"):
         receipts.extend(block.to_pylist())
     return receipts, use_gpu
 
@@ -428,7 +420,7 @@ def finish(job: Job, receipts: list[dict[str, Any]], wall_s: float, use_gpu: boo
                       accelerator="GPU" if use_gpu else "CPU",
                       gate=read_gate_counts(job, total) if job.cfg.gate.enabled else None)
     counts = {"planned": job.plan.num_rows, "rows": summary.total, "shards": total,
-              "identities": int(pa.compute.count_distinct(job.plan.column(IDENTITY_ID)).as_py())}
+              "identities": job.plan.summary.identities}
     if summary.gate:
         counts["gate"] = summary.gate
     manifest = publish_manifest(

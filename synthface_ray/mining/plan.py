@@ -23,6 +23,8 @@ MAX_ROWS = MAX_ENTRIES = 2**31 - 1
 #: measured peak memory of :func:`plan_rows` per row (the table is 52 B a row, plus temporaries)
 ROW_BYTES = 120
 
+#: rows per row group of a plan file: a generation read task decodes one or two for its shard
+PLAN_ROW_GROUP = 8192
 
 def check_plan_size(identities: int, images_per_identity: int, mixes: int, images_per_mix: int,
                     mix_sources: int | None = None) -> None:
@@ -98,5 +100,5 @@ def plan_rows(identity_ids, images_per_identity: int, negative_of: dict[int, int
     })
 
 
-__all__ = ["IDENTITY_ID", "MIX_IDS", "MIX_WEIGHTS", "NEGATIVE_ID", "ROW_ID", "SEED", "plan_rows",
+__all__ = ["IDENTITY_ID", "MIX_IDS", "PLAN_ROW_GROUP", "MIX_WEIGHTS", "NEGATIVE_ID", "ROW_ID", "SEED", "plan_rows",
            "row_seeds", "splitmix64"]

@@ -81,6 +81,67 @@ def test_staged_pools_write_the_same_bytes_as_the_fused_reference(reference, gen
     assert open_faces(str(tmp_path / "ref")).to_table().column("fr_cosine").null_count == 0
 
 
+def test_a_plan_file_in_another_row_order_is_held_and_writes_the_same_bytes(reference, gen_inputs, tmp_path, capsys):
+    """The reference's plan is streamed from its file (in row_id order); the same rows shuffled are
+    sorted and held on the driver: the same shards, byte for byte, and the same job fingerprint."""
+    import numpy as np
+
+    from synthface_ray.generate import pipeline
+    from synthface_ray.generate.plan_source import HeldPlan, StreamedPlan
+
+    plan = pq.read_table(gen_inputs["plan"])
+    pq.write_table(plan.take(np.random.default_rng(0).permutation(plan.num_rows)), tmp_path / "shuffled.parquet")
+    cfg = gen_config(gen_inputs, tmp_path, "ref", **{"input.plan": str(tmp_path / "shuffled.parquet")})
+    held, streamed = pipeline.prepare(cfg), pipeline.prepare(gen_config(gen_inputs, tmp_path, "ref"))
+    assert isinstance(held.plan, HeldPlan) and isinstance(streamed.plan, StreamedPlan)
+    assert held.fingerprint == streamed.fingerprint
+    assert generate.run(cfg) == 0
+    _check_dataset(str(tmp_path / "ref"), gen_inputs["plan"])
+    assert _files(tmp_path / "ref") == _files(reference)
+
+
+def test_a_streamed_plans_dataset_is_one_block_per_shard_read_from_the_file(ray_local, gen_inputs, tmp_path):
+    from synthface_ray.generate import pipeline
+
+    job = pipeline.prepare(gen_config(gen_inputs, tmp_path, "blocks"))
+    for todo in ([0, 1, 2, 3], [1, 3]):
+        blocks = list(job.plan.dataset(12, todo, driver_node_only=False).iter_batches(batch_size=None,
+                                                                                     batch_format="pyarrow"))
+        expected = list(job.plan.shard_tables(12, set(todo)))
+        assert [b.num_rows for b in blocks] == [t.num_rows for t in expected]
+        assert all(b.equals(t) for b, t in zip(blocks, expected, strict=True))
+
+
+def test_a_run_recorded_with_the_earlier_plan_hash_resumes_instead_of_being_refused(reference, gen_inputs, tmp_path,
+                                                                                    capsys):
+    """Runs before plans were streamed recorded the whole table's hash in job.json: such a run,
+    complete or interrupted, is resumed as that run (not refused as 'different settings'), keeping
+    its fingerprint, and completes byte-identical."""
+    import json
+    import shutil
+
+    from synthface_ray.generate import plan_source, shards
+
+    folder = tmp_path / "ref"
+    shutil.copytree(reference, folder)
+    record = json.loads((folder / "job.json").read_text())
+    record["content"]["plan"] = plan_source.legacy_fingerprint(gen_inputs["plan"], storage.StorageConfig())
+    record["fingerprint"] = shards.fingerprint(record["content"])
+    (folder / "job.json").write_text(json.dumps(record))
+    assert generate.run(gen_config(gen_inputs, tmp_path, "ref")) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    for name in ("manifest.json", "part-00003.parquet", "receipts/part-00003.json"):
+        (folder / name).unlink()
+    assert generate.run(gen_config(gen_inputs, tmp_path, "ref")) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert _files(folder) == _files(reference)
+    assert json.loads((folder / "job.json").read_text())["fingerprint"] == record["fingerprint"]
+    assert _check_dataset(str(folder), gen_inputs["plan"])["job_fingerprint"] == record["fingerprint"]
+    other = gen_config(gen_inputs, tmp_path, "ref", **{"output.rows_per_file": 11})
+    with pytest.raises(shards.JobMismatchError, match="different settings"):
+        generate.run(other)  # still refused when its settings differ
+
+
 @pytest.mark.parametrize("stages", ["fused", "staged"])
 def test_gpu_pools_take_one_shard_per_batch_in_plan_order(ray_local, gen_inputs, tmp_path, stages):
     """Ray Data refuses whole-block batches (``batch_size=None``) for actors that claim GPUs, so

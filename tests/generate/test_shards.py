@@ -106,8 +106,13 @@ def test_grid_rows_show_identities_then_mixes_beside_their_sources():
     from synthface_ray.generate.grid import grid_rows
 
     plan = plan_rows([0, 1, 2], 3, mixes=[(9, [0, 2], [0.5, 0.5])], images_per_mix=2)
-    rows = grid_rows(plan, identities=2, images=2, mixes=1)
+    rows, where = grid_rows(lambda: [plan], identities=2, images=2, mixes=1)
     assert rows == [([], [0, 1]), ([], [3, 4]), ([0, 6], [9, 10])]  # sources: first plain row of 0 and 2
+    assert where == {r: r for r in (0, 1, 3, 4, 6, 9, 10)}  # positions in row_id order
+    # streamed in batches of 2 rows (a source's first row found by the second pass): the same grid
+    batches = lambda: (plan.slice(k, 2) for k in range(0, plan.num_rows, 2))  # noqa: E731
+    assert grid_rows(batches, identities=2, images=2, mixes=1) == (rows, where)
+    assert grid_rows(batches, identities=5, images=1, mixes=0)[0] == [([], [0]), ([], [3]), ([], [6])]
 
 
 def test_summary_projects_accelerator_hours_per_million_from_the_per_actor_rate():
